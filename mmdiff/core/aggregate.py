@@ -1,0 +1,140 @@
+"""Image-level difficulty from instance (GT object) difficulties.
+
+Yu et al., CVPR 2022, "A Re-Balancing Strategy for Class-Imbalanced
+Classification Based on Instance Difficulty", re-sample *instances* by their
+difficulty. In detection an image holds several instances, so mmdiff
+(DESIGN.md, "What mmdiff adds for detection") samples images by an aggregate
+(mean, max or sum) of their objects' difficulties.
+
+Instance ids are laid out image after image: the objects of image ``i`` are
+``indptr[i]:indptr[i + 1]`` with ``indptr = instance_offsets(counts)``.
+"""
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ['image_difficulty', 'instance_offsets', 'instance_to_image']
+
+REDUCTIONS = ('mean', 'max', 'sum')
+
+
+def _as_numpy(value: Any, name: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f'{name} must be an array, got {type(value)}') \
+            from exc
+
+
+def _counts(num_objects_per_image: Any) -> np.ndarray:
+    counts = _as_numpy(num_objects_per_image, 'num_objects_per_image')
+    if counts.ndim != 1 or (counts.size and counts.dtype.kind not in 'iu'):
+        raise ValueError(
+            'num_objects_per_image must be a 1-D integer array, got dtype '
+            f'{counts.dtype} and shape {counts.shape}')
+    if counts.size and counts.min() < 0:
+        raise ValueError('num_objects_per_image must be >= 0')
+    return counts.astype(np.int64)
+
+
+def instance_offsets(num_objects_per_image: Any) -> np.ndarray:
+    """CSR offsets of the instances of each image.
+
+    Args:
+        num_objects_per_image (array-like): (num_images,) non-negative
+            object counts.
+
+    Returns:
+        np.ndarray: (num_images + 1,) int64 ``indptr``; the instances of
+        image ``i`` are ``indptr[i]:indptr[i + 1]``.
+    """
+    counts = _counts(num_objects_per_image)
+    indptr = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr
+
+
+def instance_to_image(num_objects_per_image: Any) -> np.ndarray:
+    """Image index of every instance, in the :func:`instance_offsets` layout.
+
+    Args:
+        num_objects_per_image (array-like): (num_images,) non-negative
+            object counts.
+
+    Returns:
+        np.ndarray: (sum of counts,) int64 image index of each instance.
+    """
+    counts = _counts(num_objects_per_image)
+    return np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+
+
+def image_difficulty(instance_difficulty: Any,
+                     instance_image: Any,
+                     num_images: int,
+                     reduce: str = 'mean',
+                     empty_value: float = 1.0) -> np.ndarray:
+    """Aggregate instance difficulties per image.
+
+    Args:
+        instance_difficulty (np.ndarray | torch.Tensor): (N,) finite
+            difficulty of each instance.
+        instance_image (np.ndarray | torch.Tensor): (N,) integer image index
+            in [0, num_images) of each instance; any order.
+        num_images (int): Number of images.
+        reduce (str, optional): 'mean', 'max' or 'sum' over an image's
+            instances. Defaults to 'mean'.
+        empty_value (float, optional): Value of images without instances.
+            1.0 is neutral: it is the starting difficulty of every instance
+            (``D = c / c``), so such images keep the weight of an untouched
+            image. Defaults to 1.0.
+
+    Returns:
+        np.ndarray: (num_images,) float64 image difficulties.
+
+    Raises:
+        ValueError: On invalid inputs, naming the argument.
+    """
+    if isinstance(num_images,
+                  bool) or not isinstance(num_images,
+                                          (int, np.integer)) or num_images < 0:
+        raise ValueError(
+            f'num_images must be an integer >= 0, got {num_images!r}')
+    if reduce not in REDUCTIONS:
+        raise ValueError(f'reduce must be one of {REDUCTIONS}, got {reduce!r}')
+    if not np.isfinite(float(empty_value)):
+        raise ValueError(f'empty_value must be finite, got {empty_value!r}')
+    diff = _as_numpy(instance_difficulty, 'instance_difficulty')
+    image = _as_numpy(instance_image, 'instance_image')
+    if diff.ndim != 1 or diff.dtype.kind not in 'iuf':
+        raise ValueError(
+            'instance_difficulty must be a 1-D real array, got dtype '
+            f'{diff.dtype} and shape {diff.shape}')
+    diff = diff.astype(np.float64)
+    if not np.isfinite(diff).all():
+        raise ValueError('instance_difficulty contains NaN or inf')
+    if image.shape != diff.shape or (image.size
+                                     and image.dtype.kind not in 'iu'):
+        raise ValueError(
+            f'instance_image must be integers of shape {diff.shape}, got '
+            f'dtype {image.dtype} and shape {image.shape}')
+    image = image.astype(np.int64)
+    if image.size and (image.min() < 0 or image.max() >= num_images):
+        raise ValueError(
+            f'instance_image must lie in [0, {num_images}), got values in '
+            f'[{image.min()}, {image.max()}]')
+
+    counts = np.bincount(image, minlength=num_images)
+    if reduce == 'max':
+        out = np.full(num_images, -np.inf)
+        np.maximum.at(out, image, diff)
+    else:
+        # astype: bincount of an empty input returns int64 despite weights.
+        out = np.bincount(
+            image, weights=diff, minlength=num_images).astype(np.float64)
+        if reduce == 'mean':
+            out = np.divide(out, counts, out=out, where=counts > 0)
+    out[counts == 0] = float(empty_value)
+    return out

@@ -1,0 +1,459 @@
+"""Per-image sampling probabilities from instance difficulty.
+
+Shapes: ``N`` images, ``K`` classes; ``D`` ``(N,)`` the per-image difficulty
+(Yu et al., CVPR 2022, eq. 6, aggregated over an image's objects).
+
+Schemes (DESIGN.md decision 5), each a probability vector over the ``N``
+images (the sampler draws ``N`` images with replacement from it):
+
+- ``'uniform'``: ``p_i = 1 / N``, difficulty ignored (baseline / warm-up).
+- ``'paper'``: ``p_i ∝ D_i``, the paper's re-sampling (PAPER.md, algorithm).
+- ``'class_aware'``: two levels, a class drawn uniformly among the classes
+  that have images, then an image of that class with probability ``∝ D``::
+
+      p_i = sum_{c ∋ i} (1 / C) D_i / sum_{j ∋ c} D_j
+
+  Images without any class label get no mass. With equal ``D`` this is the
+  image distribution of mmdet's ``ClassAwareSampler``
+  (``num_sample_class=1``) in expectation.
+- ``'repeat_factor'``: ``p_i ∝ r_i D_i ** beta`` with ``r_i`` the LVIS
+  repeat factor (Gupta et al., CVPR 2019). With equal ``D`` the expected
+  number of draws of image ``i`` is ``∝ r_i``, the expectation of repeat
+  factor sampling with stochastic rounding (detectron2).
+
+Modifiers, all off by default: ``temperature`` T replaces ``D`` by
+``D ** (1 / T)``; ``floor`` and ``clip`` bound every probability to
+``[floor, clip] / M``, ``M`` being the number of images the scheme can draw
+(so ``1 / M`` is the mean probability over them); the bounded vector is
+``clip(s * p, floor / M, clip / M)`` with ``s`` solved exactly so that it
+sums to 1.
+"""
+import math
+import warnings
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from .class_index import ImageClassIndex
+from .validation import check_positive
+
+__all__ = [
+    'SCHEMES', 'LVIS_FREQUENCY_GROUPS', 'check_image_difficulty',
+    'check_scheme_args', 'lvis_repeat_factors', 'sampling_weights',
+    'frequency_groups', 'sampling_diagnostics'
+]
+
+SCHEMES = ('uniform', 'paper', 'class_aware', 'repeat_factor')
+#: LVIS frequency groups, rarest first (rare < 10 images, common 10-100).
+LVIS_FREQUENCY_GROUPS = ('r', 'c', 'f')
+
+
+def check_image_difficulty(image_difficulty: Sequence[float],
+                           num_images: int,
+                           name: str = 'image_difficulty') -> np.ndarray:
+    """Validate one difficulty (or weight) per image.
+
+    Args:
+        image_difficulty (Sequence[float]): ``(N,)`` values.
+        num_images (int): Expected length ``N``.
+        name (str): How the values are named in error messages (e.g.
+            ``'image_difficulty of epoch 3'``). Defaults to
+            ``'image_difficulty'``.
+
+    Returns:
+        np.ndarray: The values as a new ``(N,)`` float64 array.
+
+    Raises:
+        ValueError: If the values are not 1-D of length ``N``, not finite,
+            negative, or all zero.
+    """
+    try:
+        values = np.array(image_difficulty, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f'{name} must be numbers, one per image: {err}') from err
+    if values.ndim != 1 or values.size != num_images:
+        raise ValueError(
+            f'{name} has shape {values.shape} but the dataset has '
+            f'{num_images} images; pass one value per dataset index, '
+            f'shape ({num_images},)')
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise ValueError(
+            f'{name} has {bad.size} non-finite values (first: image '
+            f'{bad[0]} = {values[bad[0]]}); pass finite values, e.g. fix '
+            'the NaN / inf at its source or replace it by the mean')
+    bad = np.flatnonzero(values < 0)
+    if bad.size:
+        raise ValueError(
+            f'{name} has {bad.size} negative values (first: image {bad[0]} '
+            f'= {values[bad[0]]}); difficulties and weights must be >= 0')
+    if not values.any():
+        raise ValueError(
+            f'{name} is all zero, so no image could be drawn; give at least '
+            'one image a positive value, or pass None to sample by the '
+            "scheme's prior")
+    return values
+
+
+def _check_number(name: str, value: float, low: float) -> None:
+    number = isinstance(value, (int, float, np.integer, np.floating))
+    if (isinstance(value, bool) or not number or not math.isfinite(value)
+            or value < low):
+        raise ValueError(
+            f'{name} must be a finite number >= {low}, got {value!r}')
+
+
+def check_scheme_args(scheme: str,
+                      beta: float = 1.0,
+                      thr: float = 0.001,
+                      temperature: float = 1.0,
+                      floor: Optional[float] = None,
+                      clip: Optional[float] = None) -> None:
+    """Validate the arguments of :func:`sampling_weights`.
+
+    Args:
+        scheme (str): One of :data:`SCHEMES`.
+        beta (float): Exponent of ``D`` in ``'repeat_factor'``, >= 0.
+            Defaults to 1.0.
+        thr (float): LVIS repeat-factor threshold, > 0. Defaults to 0.001.
+        temperature (float): ``T`` in ``D ** (1 / T)``, > 0. Defaults to 1.0.
+        floor (float, optional): Minimum probability as a fraction of the
+            mean, in ``[0, 1]``. Defaults to None (no floor).
+        clip (float, optional): Maximum probability as a multiple of the
+            mean, >= 1. Defaults to None (no clip).
+
+    Raises:
+        ValueError: Naming the first bad argument and its value.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f'scheme must be one of {SCHEMES}, got {scheme!r}')
+    _check_number('beta', beta, 0)
+    check_positive(thr, 'thr')
+    check_positive(temperature, 'temperature')
+    if floor is not None:
+        _check_number('floor', floor, 0)
+        if floor > 1:
+            raise ValueError(
+                'floor is a fraction of the mean probability and must be '
+                f'<= 1 (otherwise the probabilities exceed 1), got {floor!r}')
+    if clip is not None:
+        _check_number('clip', clip, 1)
+
+
+def lvis_repeat_factors(index: ImageClassIndex,
+                        thr: float = 0.001) -> np.ndarray:
+    """LVIS repeat factors of every image (Gupta et al., CVPR 2019).
+
+    ``f(c)`` is the fraction of images that contain class ``c``,
+    ``r(c) = max(1, sqrt(thr / f(c)))`` and an image's factor is the largest
+    ``r(c)`` over its classes, 1.0 for images without labels: the math of
+    ``ClassBalancedDataset._get_repeat_factors`` in mmengine, whose wrapper
+    mmdet 3.x uses. ``ClassBalancedDataset`` then repeats each image
+    ``ceil(r_i)`` times; used as sampling probabilities (``∝ r_i``) the
+    factors give the expectation of the stochastic rounding of detectron2's
+    ``RepeatFactorTrainingSampler`` instead.
+
+    Args:
+        index (ImageClassIndex): Classes of every image.
+        thr (float): Frequency threshold below which classes are
+            over-sampled. Defaults to 0.001.
+
+    Returns:
+        np.ndarray: ``(N,)`` float64 factors, each >= 1.
+    """
+    check_positive(thr, 'thr')
+    num_images = index.num_images
+    if num_images == 0:
+        return np.ones(0, dtype=np.float64)
+    with np.errstate(divide='ignore'):
+        freq = index.images_per_class() / num_images
+        class_factor = np.maximum(1.0, np.sqrt(thr / freq))
+    return index.reduce_per_image(class_factor, 'max', empty=1.0)
+
+
+def _class_aware(index: ImageClassIndex,
+                 difficulty: Optional[np.ndarray]) -> np.ndarray:
+    """Marginal image probability of the two-level class-aware draw."""
+    images = index.entry_images()
+    classes = index.indices
+    if difficulty is None:
+        entry_d = np.ones(images.size, dtype=np.float64)
+    else:
+        entry_d = difficulty[images]
+    class_total = np.bincount(
+        classes, weights=entry_d, minlength=index.num_classes)
+    # Classes whose images all have zero difficulty are not drawn.
+    drawable = class_total > 0
+    num_drawable = int(drawable.sum())
+    if num_drawable == 0:
+        raise ValueError(
+            "the 'class_aware' scheme needs at least one image with a class "
+            'label and a positive difficulty, but no class has one; check '
+            'that the dataset has labels (get_cat_ids) and image_difficulty '
+            'is positive for labelled images')
+    share = np.zeros(images.size, dtype=np.float64)
+    entry_drawable = drawable[classes]
+    share[entry_drawable] = (
+        entry_d[entry_drawable] / class_total[classes[entry_drawable]])
+    return np.bincount(
+        images, weights=share, minlength=index.num_images) / num_drawable
+
+
+def _bound(probs: np.ndarray, support: np.ndarray, floor: Optional[float],
+           clip: Optional[float]) -> np.ndarray:
+    """Bound probabilities on ``support`` to ``[floor, clip] / M``.
+
+    Solves ``sum clip(s * p, lo, hi) = 1`` for the scale ``s`` exactly: the
+    sum is piecewise linear in ``s``, so a binary search over its breakpoints
+    finds the segment, where ``s`` follows in closed form.
+    """
+    m = int(support.sum())
+    lo = 0.0 if floor is None else floor / m
+    hi = math.inf if clip is None else clip / m
+    w = probs[support]
+    pos = w > 0
+    n_pos = int(pos.sum())
+    out = np.zeros_like(probs)
+    capacity = (m - n_pos) * lo + n_pos * hi
+    if capacity < 1:
+        warnings.warn(
+            f'clip={clip} cannot hold the probability mass: only {n_pos} of '
+            f'{m} images have a positive weight (and floor={floor}); the '
+            'positive ones are made equal, as if clip were '
+            f'{m * (1 - (m - n_pos) * lo) / n_pos:.4g}')
+        bounded = np.where(pos, (1 - (m - n_pos) * lo) / n_pos, lo)
+        out[support] = bounded
+        return out
+
+    def mass(s: float) -> float:
+        return float(np.clip(s * w, lo, hi).sum())
+
+    with np.errstate(over='ignore'):
+        breaks = np.concatenate([lo / w[pos], hi / w[pos], [0.0]])
+    breaks = np.unique(breaks[np.isfinite(breaks)])
+    # Largest breakpoint whose mass is <= 1 (breaks[0] = 0 always is).
+    left, right = 0, breaks.size - 1
+    while left < right:
+        mid = (left + right + 1) // 2
+        if mass(breaks[mid]) <= 1:
+            left = mid
+        else:
+            right = mid - 1
+    s = breaks[left]
+    if mass(s) < 1:
+        probe = breaks[left + 1] if left + 1 < breaks.size else 2 * s + 1
+        probe = (s + probe) / 2
+        scaled = probe * w
+        free = (scaled > lo) & (scaled < hi)
+        if free.any():  # else the mass is 1 up to rounding already
+            fixed = float(np.clip(scaled[~free], lo, hi).sum())
+            s = (1 - fixed) / float(w[free].sum())
+    bounded = np.clip(s * w, lo, hi)
+    out[support] = bounded / bounded.sum()
+    return out
+
+
+def sampling_weights(scheme: str,
+                     index: ImageClassIndex,
+                     image_difficulty: Optional[Sequence[float]] = None,
+                     *,
+                     beta: float = 1.0,
+                     thr: float = 0.001,
+                     temperature: float = 1.0,
+                     floor: Optional[float] = None,
+                     clip: Optional[float] = None) -> np.ndarray:
+    """Per-image sampling probabilities of a scheme (see module docstring).
+
+    Args:
+        scheme (str): ``'uniform'``, ``'paper'``, ``'class_aware'`` or
+            ``'repeat_factor'``.
+        index (ImageClassIndex): Classes of every image.
+        image_difficulty (Sequence[float], optional): ``(N,)`` difficulty
+            ``D`` of every image, finite, >= 0, not all zero. None, or all
+            values equal, gives the scheme's prior exactly. Ignored (but
+            validated) by ``'uniform'``. Defaults to None.
+        beta (float): Exponent of ``D`` in ``'repeat_factor'``.
+            Defaults to 1.0.
+        thr (float): LVIS repeat-factor threshold of ``'repeat_factor'``.
+            Defaults to 0.001.
+        temperature (float): ``D`` is replaced by ``D ** (1 / T)``; larger
+            flattens. Defaults to 1.0.
+        floor (float, optional): Minimum probability as a fraction of the
+            mean probability over the images the scheme can draw.
+            Defaults to None.
+        clip (float, optional): Maximum probability as a multiple of that
+            mean. Defaults to None.
+
+    Returns:
+        np.ndarray: ``(N,)`` float64 probabilities summing to 1.
+    """
+    check_scheme_args(scheme, beta, thr, temperature, floor, clip)
+    num_images = index.num_images
+    if num_images == 0:
+        raise ValueError('the dataset has no images to sample from')
+    difficulty = None
+    if image_difficulty is not None:
+        difficulty = check_image_difficulty(image_difficulty, num_images)
+        # Equal difficulties are exactly the prior, bit for bit.
+        if np.all(difficulty == difficulty[0]):
+            difficulty = None
+        elif temperature != 1.0:
+            difficulty = difficulty**(1.0 / temperature)
+
+    support = np.ones(num_images, dtype=bool)
+    if scheme == 'uniform':
+        weights = np.ones(num_images, dtype=np.float64)
+    elif scheme == 'paper':
+        weights = (
+            np.ones(num_images, dtype=np.float64)
+            if difficulty is None else difficulty)
+    elif scheme == 'class_aware':
+        weights = _class_aware(index, difficulty)
+        support = index.classes_per_image() > 0
+    else:
+        weights = lvis_repeat_factors(index, thr)
+        if difficulty is not None:
+            weights = weights * difficulty**beta
+    total = weights.sum()
+    if not total > 0:
+        raise ValueError(
+            f'the {scheme!r} scheme gives every image zero weight; give '
+            'some image that the scheme can draw a positive difficulty')
+    probs = weights / total
+    if floor is not None or clip is not None:
+        probs = _bound(probs, support, floor, clip)
+    return probs
+
+
+def frequency_groups(
+        class_frequency: Sequence[str],
+        index: Optional[ImageClassIndex] = None,
+        names: Sequence[str] = LVIS_FREQUENCY_GROUPS) -> np.ndarray:
+    """Group id of every class, or of every image, from group names.
+
+    Args:
+        class_frequency (Sequence[str]): ``(K,)`` group name of each class,
+            e.g. LVIS ``'r'`` / ``'c'`` / ``'f'``.
+        index (ImageClassIndex, optional): If given, return one group per
+            image instead: the rarest group (lowest id) among its classes,
+            -1 for images without labels. Defaults to None.
+        names (Sequence[str]): Group names, rarest first.
+            Defaults to ``('r', 'c', 'f')``.
+
+    Returns:
+        np.ndarray: ``(K,)`` or ``(N,)`` int64 group ids.
+    """
+    lookup = {name: i for i, name in enumerate(names)}
+    try:
+        class_groups = np.array([lookup[f] for f in class_frequency],
+                                dtype=np.int64)
+    except KeyError as err:
+        raise ValueError(
+            f'unknown class frequency {err.args[0]!r}; expected one of '
+            f'{tuple(names)}') from err
+    if index is None:
+        return class_groups
+    return index.reduce_per_image(class_groups, 'min', empty=-1)
+
+
+def sampling_diagnostics(probs: Sequence[float],
+                         drawn_indices: Optional[Sequence[int]] = None,
+                         groups: Optional[Sequence[int]] = None,
+                         group_names: Optional[Sequence[str]] = None,
+                         num_draws: Optional[int] = None) -> Dict[str, object]:
+    """How concentrated a sampling distribution is, and what a draw did.
+
+    The effective sample size is Kish's, ``ESS = (sum p)^2 / sum p^2 =
+    1 / sum p^2`` for normalised ``p``: the number of equally likely images
+    with the same collision probability (``N`` for uniform, 1 for a point
+    mass). Expected values are for ``n`` independent draws with
+    replacement.
+
+    Args:
+        probs (Sequence[float]): ``(N,)`` non-negative weights (normalised
+            here).
+        drawn_indices (Sequence[int], optional): Image indices actually
+            drawn, e.g. one epoch's global list. Defaults to None.
+        groups (Sequence[int], optional): ``(N,)`` group id per image
+            (e.g. :func:`frequency_groups`), -1 for no group. Defaults to
+            None.
+        group_names (Sequence[str], optional): Name of each group id.
+            Defaults to the ids as strings.
+        num_draws (int, optional): ``n`` for the expected values when
+            ``drawn_indices`` is None. Defaults to ``N``.
+
+    Returns:
+        dict: Plain python values: ``num_images``, ``num_draws``,
+        ``support`` (images with p > 0), ``ess``, ``ess_fraction``
+        (``ess / N``), ``max_prob_ratio`` (``N * max p``),
+        ``expected_max_repeats`` (``n * max p``, draws of the likeliest
+        image), ``expected_fraction_not_drawn`` (``mean (1 - p)^n``); with
+        ``drawn_indices`` also ``max_repeats`` and ``fraction_not_drawn``;
+        with ``groups`` also ``group_mass`` (probability per group) and,
+        with draws, ``group_draw_fraction``.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0 or not np.all(np.isfinite(p)) or np.any(
+            p < 0) or not p.sum() > 0:
+        raise ValueError('probs must be a non-empty 1-D array of finite, '
+                         'non-negative weights with a positive sum')
+    p = p / p.sum()
+    num_images = p.size
+    counts = None
+    if drawn_indices is not None:
+        drawn = np.asarray(drawn_indices, dtype=np.int64).reshape(-1)
+        if drawn.size and (drawn.min() < 0 or drawn.max() >= num_images):
+            raise ValueError(
+                f'drawn_indices must lie in [0, {num_images}), got '
+                f'{drawn.min()} .. {drawn.max()}')
+        counts = np.bincount(drawn, minlength=num_images)
+        n = int(drawn.size)
+    else:
+        n = num_images if num_draws is None else int(num_draws)
+    ess = 1.0 / float(np.square(p).sum())
+    out: Dict[str, object] = {
+        'num_images': num_images,
+        'num_draws': n,
+        'support': int(np.count_nonzero(p)),
+        'ess': ess,
+        'ess_fraction': ess / num_images,
+        'max_prob_ratio': float(p.max() * num_images),
+        'expected_max_repeats': float(p.max() * n),
+        'expected_fraction_not_drawn': 1.0,
+    }
+    if n:
+        # (1 - p)^n through log1p: accurate for tiny p, 0 for p = 1.
+        with np.errstate(divide='ignore'):
+            out['expected_fraction_not_drawn'] = float(
+                np.mean(np.exp(n * np.log1p(-p))))
+    if counts is not None:
+        out['max_repeats'] = int(counts.max()) if n else 0
+        out['fraction_not_drawn'] = float(np.mean(counts == 0))
+    if groups is not None:
+        groups = np.asarray(groups, dtype=np.int64)
+        if groups.shape != (num_images, ):
+            raise ValueError(f'groups must have shape ({num_images},), got '
+                             f'{groups.shape}')
+        num_groups = max(
+            int(groups.max()) + 1,
+            len(group_names) if group_names else 0)
+        names = (
+            list(group_names) if group_names is not None else
+            [str(g) for g in range(num_groups)])
+        if len(names) < num_groups:
+            raise ValueError(
+                f'group_names has {len(names)} names but groups has ids up '
+                f'to {num_groups - 1}')
+        valid = groups >= 0
+        mass = np.bincount(
+            groups[valid], weights=p[valid], minlength=num_groups)
+        out['group_mass'] = {name: float(m) for name, m in zip(names, mass)}
+        if counts is not None:
+            drawn_per_group = np.bincount(
+                groups[valid], weights=counts[valid], minlength=num_groups)
+            out['group_draw_fraction'] = {
+                name: float(c / n) if n else 0.0
+                for name, c in zip(names, drawn_per_group)
+            }
+    return out

@@ -1,0 +1,45 @@
+"""mmdiff.core must stay framework-free (DESIGN.md, "Layers")."""
+import ast
+import sys
+from pathlib import Path
+
+CORE = Path(__file__).resolve().parents[2] / 'mmdiff' / 'core'
+FORBIDDEN = {'mmengine', 'mmcv', 'mmdet', 'mmpretrain'}
+ALLOWED_THIRD_PARTY = {'numpy', 'torch'}
+
+
+def _imported_modules(path: Path) -> list:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.append(node.module)
+    return [name.split('.')[0] for name in names]
+
+
+def test_core_files_exist() -> None:
+    assert (CORE / '__init__.py').exists()
+    assert len(list(CORE.glob('*.py'))) >= 4
+
+
+def test_no_framework_imports() -> None:
+    offenders = {
+        str(path.relative_to(CORE.parent.parent)):
+        sorted(set(_imported_modules(path)) & FORBIDDEN)
+        for path in CORE.rglob('*.py')
+    }
+    offenders = {path: mods for path, mods in offenders.items() if mods}
+    assert not offenders, f'mmdiff/core imports a framework: {offenders}'
+
+
+def test_only_numpy_torch_and_stdlib() -> None:
+    allowed = ALLOWED_THIRD_PARTY | set(sys.stdlib_module_names)
+    offenders = {}
+    for path in CORE.rglob('*.py'):
+        extra = set(_imported_modules(path)) - allowed
+        if extra:
+            offenders[str(path.relative_to(CORE.parent.parent))] = extra
+    assert not offenders, f'mmdiff/core imports beyond numpy/torch: ' \
+        f'{offenders}'
