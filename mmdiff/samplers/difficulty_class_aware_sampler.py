@@ -1,0 +1,426 @@
+"""Sampler that re-draws the training images each epoch by difficulty.
+
+The weights come from :func:`mmdiff.core.sampling_weights`; this module only
+reads the dataset's labels once, keeps the current probabilities and draws
+(DESIGN.md decisions 5 and 6).
+"""
+import math
+import warnings
+from typing import Dict, Iterator, List, Optional, Sequence, Sized, Tuple
+
+import numpy as np
+import torch
+from mmengine.dist import get_dist_info, sync_random_seed
+from mmengine.registry import DATA_SAMPLERS
+from torch.utils.data import Sampler
+
+from mmdiff.core.class_index import ImageClassIndex
+from mmdiff.core.validation import check_int
+from mmdiff.core.weights import (LVIS_FREQUENCY_GROUPS, check_image_difficulty,
+                                 check_scheme_args, frequency_groups,
+                                 sampling_diagnostics, sampling_weights)
+
+__all__ = ['DifficultyClassAwareSampler', 'dataset_class_index']
+
+
+def _labels_per_image(dataset: Sized) -> Tuple[np.ndarray, np.ndarray]:
+    """All class labels of a dataset (or wrapper), image by image.
+
+    Returns the concatenated labels and the number of labels per image.
+    """
+    # mmengine's ConcatDataset / RepeatDataset have no get_cat_ids: unwrap.
+    if hasattr(dataset, 'datasets') and hasattr(dataset, 'cumulative_sizes'):
+        parts = [_labels_per_image(part) for part in dataset.datasets]
+        return (np.concatenate([labels for labels, _ in parts]),
+                np.concatenate([lengths for _, lengths in parts]))
+    is_repeat = hasattr(dataset, 'times') and hasattr(dataset, 'dataset')
+    if is_repeat and not hasattr(dataset, 'get_cat_ids'):
+        labels, lengths = _labels_per_image(dataset.dataset)
+        times = int(dataset.times)
+        return np.tile(labels, times), np.tile(lengths, times)
+    num_images = len(dataset)
+    get_gt_labels = getattr(dataset, 'get_gt_labels', None)
+    if callable(get_gt_labels):
+        gt_labels = np.asarray(get_gt_labels())
+        if gt_labels.shape == (num_images, ) and gt_labels.dtype.kind in 'iu':
+            return gt_labels, np.ones(num_images, dtype=np.int64)
+    get_cat_ids = getattr(dataset, 'get_cat_ids', None)
+    if callable(get_cat_ids):
+        # Flatten while walking: keeping 100k small lists alive makes the
+        # garbage collector rescan them (6x slower at LVIS scale).
+        flat: List[int] = []
+        lengths: List[int] = []
+        try:
+            for idx in range(num_images):
+                cat_ids = get_cat_ids(idx)
+                flat.extend(cat_ids)
+                lengths.append(len(cat_ids))
+        except NotImplementedError:
+            pass  # mmengine's BaseDataset declares it without implementing
+        else:
+            return (np.array(flat, dtype=np.int64),
+                    np.array(lengths, dtype=np.int64))
+    raise TypeError(
+        f'{type(dataset).__name__} gives no class labels per image: '
+        'DifficultyClassAwareSampler needs get_cat_ids(idx) returning the '
+        "image's 0-based class labels (mmdet's BaseDetDataset has it) or "
+        'get_gt_labels() returning one label per image; implement one of '
+        'them on the dataset')
+
+
+def dataset_class_index(dataset: Sized) -> ImageClassIndex:
+    """Build the image -> class index of a dataset.
+
+    Labels come from ``dataset.get_gt_labels()`` (classification, one label
+    per image) or else ``dataset.get_cat_ids(idx)`` for every index
+    (detection: mmdet's ``BaseDetDataset.get_cat_ids`` returns the
+    instances' ``bbox_label``, 0-based class indices). mmengine's
+    ``ConcatDataset`` and ``RepeatDataset`` are unwrapped. The number of
+    classes is ``len(dataset.metainfo['classes'])`` when the metainfo has
+    classes, else the largest label + 1.
+
+    Args:
+        dataset (Sized): The training dataset.
+
+    Returns:
+        ImageClassIndex: Classes of every dataset index.
+
+    Raises:
+        TypeError: If the dataset offers neither method.
+    """
+    labels, lengths = _labels_per_image(dataset)
+    metainfo = getattr(dataset, 'metainfo', None)
+    classes = metainfo.get('classes') if isinstance(metainfo, dict) else None
+    if classes is not None:
+        num_classes = len(classes)
+    else:
+        num_classes = int(labels.max()) + 1 if labels.size else 1
+    return ImageClassIndex.from_flat(labels, lengths, num_classes)
+
+
+def _lvis_image_groups(dataset: Sized,
+                       index: ImageClassIndex) -> Optional[np.ndarray]:
+    """LVIS r / c / f group per image when the dataset carries it cheaply."""
+    metainfo = getattr(dataset, 'metainfo', None)
+    categories = (
+        metainfo.get('categories') if isinstance(metainfo, dict) else None)
+    try:
+        if categories is not None:
+            freqs = [cat['frequency'] for cat in categories]
+        else:
+            # mmdet's LVIS datasets delete their LVIS api object after
+            # loading; a dataset that keeps it (with cat2label) is used.
+            cats = dataset.lvis.cats
+            cat2label = dataset.cat2label
+            freqs = [''] * len(cat2label)
+            for cat_id, label in cat2label.items():
+                freqs[label] = cats[cat_id]['frequency']
+    except (AttributeError, KeyError, TypeError):
+        return None
+    if len(freqs) != index.num_classes:
+        return None
+    try:
+        return frequency_groups(freqs, index)
+    except ValueError:
+        return None
+
+
+@DATA_SAMPLERS.register_module()
+class DifficultyClassAwareSampler(Sampler):
+    """Draws each epoch's images with replacement, weighted by difficulty.
+
+    Every epoch, the global list of ``total_size`` indices is drawn with
+    ``torch.multinomial`` (with replacement) from the current per-image
+    probabilities by a ``torch.Generator`` seeded with ``seed + epoch``, so
+    the order is a pure function of (seed, epoch, probabilities) for a
+    given torch version; rank ``r`` of ``W`` yields
+    ``indices[r:total_size:W]``. Until :meth:`set_difficulty` or
+    :meth:`set_weights` is called, and during the first ``warmup_epochs``
+    epochs, images are drawn from the scheme's prior (difficulty all
+    equal): uniform (``'uniform'`` / ``'paper'``), mmdet's
+    ``ClassAwareSampler`` distribution (``'class_aware'``) or LVIS repeat
+    factors (``'repeat_factor'``); see :mod:`mmdiff.core.weights`.
+
+    New probabilities take effect at the next ``__iter__``: the DataLoader
+    iterates its sampler in the main process at the start of every epoch,
+    also with ``persistent_workers=True``.
+
+    Args:
+        dataset (Sized): The dataset. It must give per-image class labels
+            through ``get_cat_ids(idx)`` or ``get_gt_labels()``.
+        seed (int, optional): Seed shared by all ranks. None draws one and
+            broadcasts it (``mmengine.dist.sync_random_seed``).
+            Defaults to None.
+        scheme (str): ``'uniform'``, ``'paper'``, ``'class_aware'`` or
+            ``'repeat_factor'``. Defaults to ``'repeat_factor'``.
+        beta (float): Exponent of difficulty in ``'repeat_factor'``.
+            Defaults to 1.0.
+        thr (float): LVIS repeat-factor threshold. Defaults to 0.001.
+        temperature (float): Difficulty ``D`` becomes ``D ** (1 / T)``.
+            Defaults to 1.0.
+        floor (float, optional): Minimum probability as a fraction of the
+            mean. Defaults to None.
+        clip (float, optional): Maximum probability as a multiple of the
+            mean. Defaults to None.
+        num_samples (int, optional): Images per epoch over all ranks,
+            rounded up to a multiple of the world size. Defaults to None
+            (``len(dataset)``).
+        warmup_epochs (int): Number of first epochs (0-based epochs
+            ``< warmup_epochs``) drawn from the prior even when a
+            difficulty is known. Defaults to 0.
+    """
+
+    def __init__(self,
+                 dataset: Sized,
+                 seed: Optional[int] = None,
+                 scheme: str = 'repeat_factor',
+                 beta: float = 1.0,
+                 thr: float = 0.001,
+                 temperature: float = 1.0,
+                 floor: Optional[float] = None,
+                 clip: Optional[float] = None,
+                 num_samples: Optional[int] = None,
+                 warmup_epochs: int = 0) -> None:
+        check_scheme_args(scheme, beta, thr, temperature, floor, clip)
+        if num_samples is not None:
+            num_samples = check_int(num_samples, 'num_samples', 1)
+        warmup_epochs = check_int(warmup_epochs, 'warmup_epochs', 0)
+        if seed is not None:
+            seed = check_int(seed, 'seed', -2**63)
+        if len(dataset) == 0:
+            raise ValueError('the dataset is empty; nothing to sample')
+        self.rank, self.world_size = get_dist_info()
+        self.dataset = dataset
+        self.seed = sync_random_seed() if seed is None else seed
+        self.epoch = 0
+        self.scheme = scheme
+        self.beta = beta
+        self.thr = thr
+        self.temperature = temperature
+        self.floor = floor
+        self.clip = clip
+        self.warmup_epochs = warmup_epochs
+
+        self.class_index = dataset_class_index(dataset)
+        total = len(dataset) if num_samples is None else num_samples
+        self.num_samples = math.ceil(total / self.world_size)
+        self.total_size = self.num_samples * self.world_size
+
+        self.prior = self._weights(None)
+        self.image_difficulty: Optional[np.ndarray] = None
+        self.difficulty_epoch: Optional[int] = None
+        self._probs: Optional[np.ndarray] = None
+        self._set_by = 'prior'
+        self.groups = _lvis_image_groups(dataset, self.class_index)
+        self.group_names: Sequence[str] = LVIS_FREQUENCY_GROUPS
+        self._last_epoch: Optional[int] = None
+        self._last_probs: Optional[np.ndarray] = None
+        self._last_indices: Optional[torch.Tensor] = None
+
+    def _weights(self, difficulty: Optional[np.ndarray]) -> np.ndarray:
+        return sampling_weights(
+            self.scheme,
+            self.class_index,
+            difficulty,
+            beta=self.beta,
+            thr=self.thr,
+            temperature=self.temperature,
+            floor=self.floor,
+            clip=self.clip)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """np.ndarray: ``(N,)`` probabilities the next ``__iter__`` uses."""
+        if self._probs is None or self.epoch < self.warmup_epochs:
+            return self.prior
+        return self._probs
+
+    def set_difficulty(self,
+                       image_difficulty: Sequence[float],
+                       epoch: Optional[int] = None) -> None:
+        """Set the per-image difficulty; used from the next ``__iter__``.
+
+        Args:
+            image_difficulty (Sequence[float]): ``(N,)`` difficulty of every
+                dataset index, finite, >= 0, not all zero.
+            epoch (int, optional): The epoch it was measured in, for error
+                messages and the state. Defaults to None.
+        """
+        where = '' if epoch is None else f' of epoch {epoch}'
+        values = check_image_difficulty(image_difficulty,
+                                        self.class_index.num_images,
+                                        f'image_difficulty{where}')
+        self._probs = self._weights(values)
+        self.image_difficulty = values
+        self.difficulty_epoch = epoch
+        self._set_by = 'difficulty'
+
+    def set_weights(self,
+                    weights: Sequence[float],
+                    epoch: Optional[int] = None) -> None:
+        """Set per-image sampling weights directly (normalised here).
+
+        The scheme, temperature, floor and clip are not applied.
+
+        Args:
+            weights (Sequence[float]): ``(N,)`` weights, finite, >= 0, not
+                all zero.
+            epoch (int, optional): The epoch they belong to, for error
+                messages and the state. Defaults to None.
+        """
+        where = '' if epoch is None else f' of epoch {epoch}'
+        values = check_image_difficulty(weights, self.class_index.num_images,
+                                        f'weights{where}')
+        self._probs = values / values.sum()
+        self.image_difficulty = None
+        self.difficulty_epoch = epoch
+        self._set_by = 'weights'
+
+    def set_groups(self,
+                   groups: Sequence[int],
+                   names: Sequence[str] = LVIS_FREQUENCY_GROUPS) -> None:
+        """Set a group per image for :meth:`diagnostics` (e.g. LVIS r/c/f).
+
+        Args:
+            groups (Sequence[int]): ``(N,)`` group id per image, -1 for
+                none (see :func:`mmdiff.core.frequency_groups`).
+            names (Sequence[str]): Name of each group id.
+                Defaults to ``('r', 'c', 'f')``.
+        """
+        groups = np.asarray(groups, dtype=np.int64)
+        if groups.shape != (self.class_index.num_images, ):
+            raise ValueError(
+                f'groups must have one id per image, shape '
+                f'({self.class_index.num_images},), got {groups.shape}')
+        if groups.size and groups.max() >= len(names):
+            raise ValueError(f'groups has id {groups.max()} but only '
+                             f'{len(names)} names {tuple(names)}')
+        self.groups = groups
+        self.group_names = tuple(names)
+
+    def _draw(self) -> torch.Tensor:
+        """The global list of ``total_size`` indices of this epoch."""
+        probs = self.probabilities
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        indices = torch.multinomial(
+            torch.from_numpy(probs),
+            self.total_size,
+            replacement=True,
+            generator=generator)
+        self._last_epoch = self.epoch
+        self._last_probs = probs
+        self._last_indices = indices
+        return indices
+
+    def __iter__(self) -> Iterator[int]:
+        """Iterate this rank's shard of the epoch's global list."""
+        indices = self._draw()
+        return iter(indices[self.rank::self.world_size].tolist())
+
+    def __len__(self) -> int:
+        """The number of samples in this rank."""
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch; it seeds the next draw (``seed + epoch``).
+
+        Args:
+            epoch (int): Epoch number.
+        """
+        self.epoch = epoch
+
+    def diagnostics(self) -> Dict[str, object]:
+        """Diagnostics of the last drawn epoch.
+
+        Before the first draw, those of the next epoch's probabilities
+        without realised values.
+
+        Returns:
+            dict: :func:`mmdiff.core.sampling_diagnostics` of the last
+            epoch's probabilities and global list, with group masses when
+            groups are known, plus ``epoch`` and ``scheme``.
+        """
+        probs = self._last_probs
+        indices = self._last_indices
+        epoch = self._last_epoch
+        if probs is None:
+            probs, epoch = self.probabilities, self.epoch
+        out = sampling_diagnostics(
+            probs,
+            drawn_indices=None if indices is None else indices.numpy(),
+            groups=self.groups,
+            group_names=None if self.groups is None else self.group_names,
+            num_draws=self.total_size)
+        out.update(epoch=epoch, scheme=self.scheme)
+        return out
+
+    def _config(self) -> dict:
+        return dict(
+            scheme=self.scheme,
+            beta=self.beta,
+            thr=self.thr,
+            temperature=self.temperature,
+            floor=self.floor,
+            clip=self.clip,
+            warmup_epochs=self.warmup_epochs,
+            total_size=self.total_size)
+
+    def state_dict(self) -> dict:
+        """The sampler's state: plain python values and float64 tensors.
+
+        Returns:
+            dict: ``seed``, ``epoch``, ``num_images``, ``config``,
+            ``set_by`` (``'prior'``, ``'difficulty'`` or ``'weights'``),
+            ``difficulty_epoch`` and ``values`` (the difficulty or the
+            weights, a tensor, or None).
+        """
+        values: Optional[np.ndarray] = None
+        if self._set_by == 'difficulty':
+            values = self.image_difficulty
+        elif self._set_by == 'weights':
+            values = self._probs
+        return dict(
+            seed=self.seed,
+            epoch=self.epoch,
+            num_images=self.class_index.num_images,
+            config=self._config(),
+            set_by=self._set_by,
+            difficulty_epoch=self.difficulty_epoch,
+            values=None if values is None else torch.from_numpy(values.copy()))
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore :meth:`state_dict`; recomputes the probabilities.
+
+        The seed and epoch are restored so that a resumed run draws what
+        an uninterrupted one would. A scheme configuration that differs
+        from the checkpoint's is kept as configured now, with a warning.
+
+        Args:
+            state_dict (dict): From :meth:`state_dict`.
+        """
+        num_images = state_dict['num_images']
+        if num_images != self.class_index.num_images:
+            raise ValueError(
+                f'the sampler state is for {num_images} images but the '
+                f'dataset has {self.class_index.num_images}; load a '
+                'checkpoint trained on this dataset')
+        if state_dict['config'] != self._config():
+            warnings.warn(
+                'the checkpoint sampled with '
+                f"{state_dict['config']}, this run with {self._config()}; "
+                'the configured values are used')
+        self.seed = int(state_dict['seed'])
+        self.epoch = int(state_dict['epoch'])
+        values = state_dict['values']
+        values = None if values is None else np.asarray(values)
+        epoch = state_dict['difficulty_epoch']
+        if state_dict['set_by'] == 'difficulty':
+            self.set_difficulty(values, epoch)
+        elif state_dict['set_by'] == 'weights':
+            self.set_weights(values, epoch)
+        else:
+            self._probs = None
+            self.image_difficulty = None
+            self.difficulty_epoch = None
+            self._set_by = 'prior'
