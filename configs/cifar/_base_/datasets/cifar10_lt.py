@@ -1,0 +1,58 @@
+# CIFAR-10-LT (PAPER.md, "CIFAR-LT data"): the exponential long-tailed
+# training split (class i keeps floor(5000 * (1 / ratio) ** (i / 9))
+# images), the balanced 10,000-image test split. The python-pickle files of
+# https://www.cs.toronto.edu/~kriz/cifar.html, extracted under data/.
+# Children set the ratio in train_dataloader.dataset and val_evaluator.
+dataset_type = 'CIFAR10LT'
+data_root = 'data/cifar-10-batches-py'
+num_classes = 10
+imbalance_ratio = 100
+subset_seed = 0  # which images of each class the long-tailed split keeps
+
+# Channel statistics of the CIFAR-10 training images (0-255, RGB).
+data_preprocessor = dict(
+    type='ClsDataPreprocessor',
+    mean=[125.307, 122.961, 113.8575],
+    std=[51.5865, 50.847, 51.255],
+    to_rgb=False)  # the CIFAR files are RGB already
+
+# He et al. 2016, Sec. 4.2: pad 4, random 32x32 crop, horizontal flip.
+train_pipeline = [
+    dict(type='PadRandomCrop', size=32, padding=4),
+    dict(type='RandomHorizontalFlip', prob=0.5),
+    # sample_idx stays in the data samples (the difficulty hook needs it).
+    dict(type='PackClsInputs'),
+]
+test_pipeline = [dict(type='PackClsInputs')]
+
+train_dataloader = dict(
+    batch_size=128,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split='train',
+        imbalance_ratio=imbalance_ratio,
+        seed=subset_seed,
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=256,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split='test',
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+# Many / medium / few-shot groups from the training counts of the same
+# profile (> 100 / 20-100 / < 20 images).
+val_evaluator = dict(
+    type='LongTailAccuracy',
+    num_classes=num_classes,
+    imbalance_ratio=imbalance_ratio)
+test_evaluator = val_evaluator

@@ -1,0 +1,17 @@
+# CIFAR-10-LT, imbalance ratio 20: the cross-entropy baseline ("Base")
+# of Yu et al., CVPR 2022 (PAPER.md table: 83.9% top-1). ResNet-32 with the
+# multi-head normalised classifier, uniform sampling, 200 epochs.
+_base_ = [
+    './_base_/models/resnet32_multihead.py',
+    './_base_/datasets/cifar10_lt.py',
+    './_base_/schedules/cifar_lt_200e.py',
+    './_base_/default_runtime.py',
+]
+
+# Knobs ---------------------------------------------------------------
+imbalance_ratio = 20  # one of 1, 10, 20, 50, 100
+# ---------------------------------------------------------------------
+
+train_dataloader = dict(dataset=dict(imbalance_ratio=imbalance_ratio))
+val_evaluator = dict(imbalance_ratio=imbalance_ratio)
+test_evaluator = val_evaluator
