@@ -1,0 +1,3 @@
+from .difficulty_hook import CHECKPOINT_KEY, DifficultyHook
+
+__all__ = ['DifficultyHook', 'CHECKPOINT_KEY']

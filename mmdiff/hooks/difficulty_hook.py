@@ -1,0 +1,444 @@
+"""DifficultyHook: instance difficulty from training, re-sampling each epoch.
+
+Data flow of one epoch (DESIGN.md):
+``DifficultyClassAwareSampler`` draws the images -> the model trains -> a
+capture (:mod:`mmdiff.models.probability_capture`) hands over the class
+probabilities of every GT object (detection: its GT-injected RoI;
+classification: the image) -> at epoch end the records of all ranks are
+merged, the :class:`~mmdiff.core.DifficultyState` adds one learning /
+unlearning term per instance, instance difficulty is aggregated per image
+and handed to the sampler for the next epoch. The state and the sampler
+are saved in checkpoints under one key (:data:`CHECKPOINT_KEY`).
+"""
+import os
+import os.path as osp
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from mmengine.dist import all_gather_object, get_dist_info, is_main_process
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+from mmdiff.core import (DifficultyState, compress, image_difficulty,
+                         instance_offsets, psi_split_from_prior)
+from mmdiff.models.probability_capture import (PACK_META_KEYS,
+                                               SampleIdxMissingError,
+                                               build_capture)
+from mmdiff.samplers import DifficultyClassAwareSampler
+
+__all__ = ['DifficultyHook', 'CHECKPOINT_KEY']
+
+CHECKPOINT_KEY = 'mmdiff_difficulty'
+GROUP_NAMES = ('r', 'c', 'f')
+
+
+def find_sampler(runner: Any) -> Any:
+    """The train sampler, as mmengine's DistSamplerSeedHook finds it."""
+    loader = runner.train_dataloader
+    sampler = getattr(loader, 'sampler', None)
+    if not isinstance(sampler, DifficultyClassAwareSampler):
+        batch_sampler = getattr(loader, 'batch_sampler', None)
+        sampler = getattr(batch_sampler, 'sampler', sampler)
+    if not isinstance(sampler, DifficultyClassAwareSampler):
+        raise TypeError(
+            'DifficultyHook re-samples through DifficultyClassAwareSampler, '
+            f'but the train dataloader uses {type(sampler).__name__}. Set '
+            "train_dataloader.sampler = dict(type='DifficultyClassAware"
+            "Sampler') (with batch_sampler=dict(type='AspectRatioBatch"
+            "Sampler') for mmdet), or remove the hook.")
+    return sampler
+
+
+def check_pipeline_keeps_sample_idx(dataset: Any) -> None:
+    """Fail before training when a Pack transform drops ``sample_idx``."""
+    pipeline = getattr(dataset, 'pipeline', None)
+    for transform in getattr(pipeline, 'transforms', []) or []:
+        meta_keys = getattr(transform, 'meta_keys', None)
+        name = type(transform).__name__
+        if name.startswith('Pack') and meta_keys is not None and \
+                'sample_idx' not in meta_keys:
+            raise SampleIdxMissingError(
+                f'The train pipeline\'s {name} drops \'sample_idx\' (its '
+                f'meta_keys are {tuple(meta_keys)}), which DifficultyHook '
+                'needs to know which image each prediction belongs to. Add '
+                'it to the train pipeline:\n'
+                f'    dict(type=\'{name}\', {PACK_META_KEYS})')
+
+
+def objects_per_image(dataset: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """Number of GT objects and their labels for every dataset index.
+
+    Detection datasets: the instances of ``get_data_info(i)`` without
+    ``ignore_flag`` (mmdet's pipeline moves ignored ones out of
+    ``gt_instances``, so GT index = position among the kept ones).
+    Classification datasets (``get_gt_labels``): one object per image.
+
+    Returns:
+        tuple: ``(counts (num_images,), labels (num_objects,))``.
+    """
+    get_gt_labels = getattr(dataset, 'get_gt_labels', None)
+    if callable(get_gt_labels) and not hasattr(dataset, 'cat_ids'):
+        labels = np.asarray(get_gt_labels(), dtype=np.int64).reshape(-1)
+        if labels.shape == (len(dataset), ):
+            return np.ones(len(dataset), dtype=np.int64), labels
+    counts = np.zeros(len(dataset), dtype=np.int64)
+    labels_list: List[int] = []
+    for i in range(len(dataset)):
+        kept = [
+            inst['bbox_label']
+            for inst in dataset.get_data_info(i).get('instances', [])
+            if not inst.get('ignore_flag', 0)
+        ]
+        counts[i] = len(kept)
+        labels_list.extend(kept)
+    return counts, np.asarray(labels_list, dtype=np.int64)
+
+
+def class_frequency_groups(images_per_class: np.ndarray,
+                           thresholds: Sequence[int]) -> np.ndarray:
+    """LVIS r / c / f group of each class from its training image count.
+
+    LVIS defines rare as 1-10 training images, common 11-100, frequent
+    more than 100: ``thresholds=(10, 100)``.
+    """
+    low, high = thresholds
+    return np.where(images_per_class <= low, 0,
+                    np.where(images_per_class <= high, 1, 2))
+
+
+@HOOKS.register_module()
+class DifficultyHook(Hook):
+    """Re-balance training by instance difficulty (Yu et al., CVPR 2022).
+
+    Args:
+        c (float): Prior of ``D = (c + sum du) / (c + sum dl)``; a larger
+            c makes D less sensitive. Defaults to 1.0.
+        reduce (str): Instance-to-image aggregation, 'mean', 'max' or
+            'sum'. Defaults to 'mean'.
+        storage (str): Last predictions kept 'dense', as 'topk' (true
+            class + top-k others + rest) or 'auto'. Defaults to 'auto'.
+        topk (int): Other classes kept per object in topk storage.
+            Defaults to 8.
+        empty_difficulty (float): Difficulty of images without objects
+            (1.0 = the starting difficulty). Defaults to 1.0.
+        stage (int): Cascade RoI head stage to read. Defaults to -1.
+        frequency_thresholds (tuple[int, int]): Training-image counts
+            bounding LVIS rare / common classes, for the logs. Defaults to
+            (10, 100), LVIS's definition.
+        state_device (str): Where the difficulty state lives ('cpu' or
+            'cuda'). Defaults to 'cpu'.
+        dump (bool): Write ``difficulty/epoch_{e}.npz`` in the work dir
+            every epoch (for ``tools/analysis``). Defaults to False.
+        log_quantiles (tuple[float]): Quantiles of D to log.
+            Defaults to (0.1, 0.5, 0.9, 0.99).
+    """
+
+    priority = 'NORMAL'  # before CheckpointHook (VERY_LOW) saves the epoch
+
+    def __init__(
+        self,
+        c: float = 1.0,
+        reduce: str = 'mean',
+        storage: str = 'auto',
+        topk: int = 8,
+        empty_difficulty: float = 1.0,
+        stage: int = -1,
+        frequency_thresholds: Tuple[int, int] = (10, 100),
+        state_device: str = 'cpu',
+        dump: bool = False,
+        log_quantiles: Sequence[float] = (0.1, 0.5, 0.9, 0.99)
+    ) -> None:
+        if not c > 0:
+            raise ValueError(f'c must be > 0, got {c}')
+        if reduce not in ('mean', 'max', 'sum'):
+            raise ValueError(
+                f"reduce must be 'mean', 'max' or 'sum', got {reduce!r}")
+        if storage not in ('auto', 'dense', 'topk'):
+            raise ValueError(
+                f"storage must be 'auto', 'dense' or 'topk', got {storage!r}")
+        if len(frequency_thresholds) != 2 or not \
+                0 < frequency_thresholds[0] < frequency_thresholds[1]:
+            raise ValueError('frequency_thresholds must be two increasing '
+                             f'positive counts, got {frequency_thresholds}')
+        self.c = float(c)
+        self.reduce = reduce
+        self.storage = storage
+        self.topk = int(topk)
+        self.empty_difficulty = float(empty_difficulty)
+        self.stage = int(stage)
+        self.frequency_thresholds = tuple(frequency_thresholds)
+        self.state_device = state_device
+        self.dump = dump
+        self.log_quantiles = tuple(log_quantiles)
+        self.state: Optional[DifficultyState] = None
+        self.sampler: Optional[DifficultyClassAwareSampler] = None
+        self._capture: Any = None
+        self._records: List[Dict[str, Any]] = []
+        self._changed_images: set = set()
+        self._loaded: Optional[dict] = None
+
+    # ------------------------------------------------------------------
+    # set-up
+    def before_train(self, runner: Any) -> None:
+        """Check the set-up, build the state, start capturing."""
+        self.sampler = find_sampler(runner)
+        dataset = runner.train_dataloader.dataset
+        check_pipeline_keeps_sample_idx(dataset)
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        self._capture = build_capture(model, self._sink, stage=self.stage)
+
+        counts, labels = objects_per_image(dataset)
+        self.counts = counts
+        self.offsets = instance_offsets(counts)
+        self.instance_labels = labels
+        self.instance_image = np.repeat(np.arange(len(counts)), counts)
+        self._offsets_t: Dict[torch.device, torch.Tensor] = {}
+        num_classes = self._num_classes(model)
+        images_per_class = self.sampler.class_index.images_per_class()
+        self.class_groups = class_frequency_groups(images_per_class,
+                                                   self.frequency_thresholds)
+        if self.sampler.groups is None:
+            self.sampler.set_groups(
+                self.sampler.class_index.reduce_per_image(
+                    self.class_groups, 'min', empty=-1), GROUP_NAMES)
+        self.state = DifficultyState(
+            num_instances=max(int(counts.sum()), 1),
+            num_classes=num_classes,
+            c=self.c,
+            storage=self.storage,
+            topk=self.topk,
+            device=self.state_device)
+        self.nan_rows = 0
+        self._restore(runner)
+        runner.logger.info(
+            f'DifficultyHook: {int(counts.sum())} objects in {len(counts)} '
+            f'images, {num_classes} classes, {self.state.storage} state '
+            f'({self.state.nbytes / 2**20:.1f} MiB), sampler scheme '
+            f'{self.sampler.scheme!r}')
+
+    @staticmethod
+    def _num_classes(model: Any) -> int:
+        roi_head = getattr(model, 'roi_head', None)
+        if roi_head is not None:
+            head = roi_head.bbox_head
+            head = head[-1] if isinstance(head, torch.nn.ModuleList) else head
+            return int(head.num_classes) + 1  # + background
+        return int(model.head.num_classes)
+
+    def after_train(self, runner: Any) -> None:
+        if self._capture is not None:
+            self._capture.detach()
+            self._capture = None
+
+    # ------------------------------------------------------------------
+    # capture
+    def _sink(self, batch: Dict[str, Any]) -> None:
+        """Keep one step's records (on the model's device, no host sync)."""
+        for idx, num in batch['num_gts']:
+            if num != self.counts[idx]:
+                # The pipeline changed this image's objects: its GT indices
+                # no longer name the same objects (DESIGN decision 1).
+                self._changed_images.add(idx)
+        probs = batch['probs']
+        if probs.shape[0] == 0:
+            return
+        device = probs.device
+        if device not in self._offsets_t:
+            self._offsets_t[device] = torch.from_numpy(self.offsets).to(device)
+        offsets = self._offsets_t[device]
+        sample_idx = batch['sample_idx']
+        ids = offsets[sample_idx] + batch['gt_index']
+        valid = torch.isfinite(probs).all(dim=1) & (
+            batch['gt_index'] < offsets[sample_idx + 1] - offsets[sample_idx])
+        record = dict(
+            ids=ids, labels=batch['labels'], valid=valid, num=probs.shape[0])
+        if self.state.storage == 'dense':
+            record['probs'] = probs
+        else:
+            safe = torch.where(valid[:, None], probs, 1. / probs.shape[1])
+            labels = batch['labels']
+            record['compressed'] = compress(
+                safe, labels, self.state.topk, check=False)
+            # The first term (from p_0 = 1/K) is exact only from the dense
+            # prediction, so it travels with the compressed record.
+            record['prior'] = psi_split_from_prior(safe, labels, check=False)
+        self._records.append(record)
+
+    def _gather_records(self) -> Dict[str, Any]:
+        """This epoch's valid records of all ranks, rank 0's first."""
+        records, self._records = self._records, []
+        local: Dict[str, Any] = dict(
+            num=sum(r['num'] for r in records), changed=self._changed_images)
+        self._changed_images = set()
+        if records:
+            valid = torch.cat([r['valid'] for r in records]).cpu()
+            local['invalid'] = int((~valid).sum())
+
+            def cat(key: str) -> np.ndarray:
+                return torch.cat([r[key] for r in records]).cpu()[valid]
+
+            local['ids'] = cat('ids').numpy()
+            local['labels'] = cat('labels').numpy()
+            if 'probs' in records[0]:
+                local['probs'] = cat('probs').numpy()
+            else:
+                local['compressed'] = tuple(
+                    torch.cat([r['compressed'][j]
+                               for r in records]).cpu()[valid].numpy()
+                    for j in range(4))
+                local['prior'] = tuple(
+                    torch.cat([r['prior'][j]
+                               for r in records]).cpu()[valid].numpy()
+                    for j in range(2))
+        _, world_size = get_dist_info()
+        parts = all_gather_object(local) if world_size > 1 else [local]
+        merged: Dict[str, Any] = dict(
+            num=sum(p['num'] for p in parts),
+            invalid=sum(p.get('invalid', 0) for p in parts),
+            changed=set().union(*(p['changed'] for p in parts)),
+            parts=[p for p in parts if 'ids' in p])
+        return merged
+
+    # ------------------------------------------------------------------
+    # epoch end
+    def after_train_epoch(self, runner: Any) -> None:
+        """Update the difficulty and hand new weights to the sampler."""
+        merged = self._gather_records()
+        state = self.state
+        changed = sorted(merged['changed'])
+        for part in merged['parts']:
+            keep = ~np.isin(self.instance_image[part['ids']], changed)
+            if 'probs' in part:
+                state.observe(part['ids'][keep], part['probs'][keep],
+                              part['labels'][keep])
+            else:
+                state.observe_compressed(
+                    part['ids'][keep], part['labels'][keep],
+                    *(a[keep] for a in part['compressed']))
+        updated = state.end_epoch()
+        if changed:
+            ids = np.concatenate([
+                np.arange(self.offsets[i], self.offsets[i + 1])
+                for i in changed
+            ])
+            state.reset(ids)
+        self.nan_rows += merged['invalid']
+        inst_d = self._instance_difficulty()
+        img_d = image_difficulty(
+            inst_d,
+            self.instance_image,
+            len(self.counts),
+            reduce=self.reduce,
+            empty_value=self.empty_difficulty)
+        next_epoch = runner.epoch + 1
+        self.sampler.set_difficulty(img_d, epoch=next_epoch)
+        self._log(runner, inst_d, updated, merged, len(changed))
+        if self.dump and is_main_process():
+            self._dump(runner, inst_d, img_d)
+
+    def _instance_difficulty(self) -> np.ndarray:
+        d = np.asarray(self.state.difficulty(), dtype=np.float64)
+        return d[:len(self.instance_labels)]
+
+    def _log(self, runner: Any, inst_d: np.ndarray, updated: int,
+             merged: Dict[str, Any], num_changed: int) -> None:
+        scalars: Dict[str, float] = {}
+        if inst_d.size:
+            for q, v in zip(self.log_quantiles,
+                            np.quantile(inst_d, self.log_quantiles)):
+                scalars[f'difficulty/D_q{q:g}'] = float(v)
+            scalars['difficulty/D_mean'] = float(inst_d.mean())
+            groups = self.class_groups[self.instance_labels]
+            for g, name in enumerate(GROUP_NAMES):
+                if np.any(groups == g):
+                    scalars[f'difficulty/D_mean_{name}'] = float(
+                        inst_d[groups == g].mean())
+        diag = self.sampler.diagnostics()
+        scalars['sampler/ess_fraction'] = float(diag['ess_fraction'])
+        if 'fraction_not_drawn' in diag:
+            scalars['sampler/fraction_not_drawn'] = float(
+                diag['fraction_not_drawn'])
+            scalars['sampler/max_repeats'] = float(diag['max_repeats'])
+        for name, mass in (diag.get('group_mass') or {}).items():
+            scalars[f'sampler/mass_{name}'] = float(mass)
+        scalars['difficulty/objects_updated'] = float(updated)
+        scalars['difficulty/nan_rows_skipped'] = float(merged['invalid'])
+        scalars['difficulty/images_reset'] = float(num_changed)
+        runner.visualizer.add_scalars(scalars, step=runner.epoch + 1)
+        for key, value in scalars.items():
+            runner.message_hub.update_info(key, value)
+        text = ', '.join(f'{k.split("/")[1]}: {v:.4g}'
+                         for k, v in scalars.items())
+        runner.logger.info(f'DifficultyHook epoch {runner.epoch + 1}: '
+                           f'{merged["num"]} GT predictions seen; {text}')
+        if merged['invalid']:
+            print_log(
+                f'DifficultyHook skipped {merged["invalid"]} predictions '
+                'with NaN / inf probabilities this epoch (never added to '
+                'the difficulty state); check the loss for divergence.',
+                logger='current',
+                level=30)
+
+    def _dump(self, runner: Any, inst_d: np.ndarray,
+              img_d: np.ndarray) -> None:
+        out_dir = osp.join(runner.work_dir, 'difficulty')
+        os.makedirs(out_dir, exist_ok=True)
+        np.savez_compressed(
+            osp.join(out_dir, f'epoch_{runner.epoch + 1}.npz'),
+            epoch=runner.epoch + 1,
+            instance_difficulty=inst_d,
+            instance_image=self.instance_image,
+            instance_label=self.instance_labels,
+            image_difficulty=img_d,
+            sampling_probs=self.sampler.probabilities,
+            class_group=self.class_groups,
+            images_per_class=self.sampler.class_index.images_per_class(),
+            group_names=np.array(GROUP_NAMES))
+
+    # ------------------------------------------------------------------
+    # checkpoints
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        if self.state is None:
+            return
+        checkpoint[CHECKPOINT_KEY] = dict(
+            state=self.state.state_dict(),
+            sampler=self.sampler.state_dict(),
+            nan_rows=self.nan_rows)
+
+    def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        # Runs before the runner restores its epoch, for --resume as well
+        # as load_from and testing: keep it until before_train decides.
+        self._loaded = checkpoint.get(CHECKPOINT_KEY)
+        if self._loaded is None:
+            print_log(
+                'DifficultyHook: the checkpoint has no difficulty state '
+                f'({CHECKPOINT_KEY!r}); training starts a fresh one.',
+                logger='current',
+                level=30)
+
+    def _restore(self, runner: Any) -> None:
+        loaded, self._loaded = self._loaded, None
+        if loaded is None:
+            return
+        if runner.iter == 0:
+            runner.logger.info(
+                'DifficultyHook: weights loaded with load_from (no resume): '
+                'starting a fresh difficulty state and prior sampling.')
+            return
+        try:
+            self.state.load_state_dict(loaded['state'])
+            self.sampler.load_state_dict(loaded['sampler'])
+        except ValueError as err:
+            raise ValueError(
+                f'Cannot resume the difficulty state: {err}. The checkpoint '
+                'was trained on another dataset; resume it with the config '
+                'it was trained with, or fine-tune with load_from instead '
+                'of --resume.') from err
+        self.nan_rows = int(loaded.get('nan_rows', 0))
+        runner.logger.info(
+            f'DifficultyHook: resumed the difficulty state of epoch '
+            f'{self.state.epoch}.')

@@ -1,0 +1,252 @@
+"""Capture the class probabilities a model already computes while training.
+
+Shapes: B images per batch, R RoIs, K classes (+1 background for detection).
+
+The difficulty of an instance comes from its predicted class distribution
+(PAPER.md). mmdiff reads it from the training forward pass itself: no edit
+of mmdet's source and no extra forward pass (DESIGN decision 2). A capture
+wraps one or two methods *of the model instance* (the class is untouched):
+
+- detection (:class:`RoIHeadCapture`): ``roi_head.loss`` (to see the batch's
+  data samples, which carry ``sample_idx``) and ``roi_head.bbox_loss`` (to see
+  ``cls_score`` and the sampling results). GT boxes are injected as proposals
+  (``add_gt_as_proposals=True``), so each GT object has one RoI with
+  ``pos_is_gt == 1`` whose ``pos_assigned_gt_inds`` is its GT index. If the
+  RoI sampler drops a GT RoI (more positives than it keeps), that object is
+  simply not observed in that iteration.
+- classification (:class:`ClsHeadCapture`): ``head._get_loss(cls_score,
+  data_samples)``; the instance is the image, its GT index is 0.
+
+Probabilities are the head's own activation (softmax, or the loss's custom
+activation for Seesaw-style heads), computed in fp32 (also under AMP) on
+detached scores, for the captured rows only. Records stay on the model's
+device; nothing here synchronises with the host except reading Python-side
+metadata.
+"""
+from typing import Any, Callable, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    'SampleIdxMissingError', 'UnsupportedModelError', 'Batch',
+    'RoIHeadCapture', 'ClsHeadCapture', 'build_capture'
+]
+
+# What a capture hands to its sink for one training step. Tensors are on
+# the model's device: sample_idx (n,), gt_index (n,), labels (n,), probs
+# (n, K) fp32; num_gts lists (sample_idx, number of GTs) per image so the
+# owner can detect images whose objects changed.
+Batch = dict
+
+PACK_META_KEYS = ("meta_keys=('img_id', 'img_path', 'ori_shape', "
+                  "'img_shape', 'scale_factor', 'flip', 'flip_direction', "
+                  "'sample_idx')")
+
+
+class SampleIdxMissingError(KeyError):
+    """The data samples do not carry ``sample_idx``."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class UnsupportedModelError(TypeError):
+    """The model has no head mmdiff knows how to capture."""
+
+
+def sample_idx_of(data_sample: Any) -> int:
+    """``sample_idx`` of a data sample, or a clear error saying the fix."""
+    meta = data_sample.metainfo
+    if 'sample_idx' not in meta:
+        raise SampleIdxMissingError(
+            'DifficultyHook needs the dataset index of every training image '
+            "('sample_idx'), but the data samples' metainfo has only "
+            f'{sorted(meta)}. mmdet\'s PackDetInputs drops it unless it is '
+            'in meta_keys: in the train pipeline use\n'
+            f'    dict(type=\'PackDetInputs\', {PACK_META_KEYS})')
+    return int(meta['sample_idx'])
+
+
+def head_probabilities(head: torch.nn.Module, cls_score: Tensor) -> Tensor:
+    """The head's own class probabilities, in fp32, without gradient."""
+    scores = cls_score.detach().float()
+    loss_cls = getattr(head, 'loss_cls', None)
+    if getattr(head, 'custom_cls_channels', False) and loss_cls is not None:
+        # e.g. Seesaw: K class scores times objectness, plus background.
+        return loss_cls.get_activation(scores).float()
+    return F.softmax(scores, dim=-1)
+
+
+class _Capture:
+    """Installs wrappers on a module instance; ``detach`` removes them."""
+
+    def __init__(self, sink: Callable[[Batch], None]) -> None:
+        self.sink = sink
+        self._patched: List[tuple] = []
+
+    def _patch(self, module: torch.nn.Module, name: str,
+               wrapper: Callable) -> None:
+        # An instance attribute shadows the class's method; deleting it
+        # restores the original. mmdet's classes are never modified.
+        module.__dict__[name] = wrapper
+        self._patched.append((module, name))
+
+    def detach(self) -> None:
+        for module, name in self._patched:
+            module.__dict__.pop(name, None)
+        self._patched.clear()
+
+
+class RoIHeadCapture(_Capture):
+    """GT-RoI probabilities of a StandardRoIHead / CascadeRoIHead.
+
+    Args:
+        roi_head (nn.Module): the detector's ``roi_head``.
+        sink (callable): receives one :data:`Batch` per training step.
+        stage (int, optional): Cascade stage to read; negative counts from
+            the last. Ignored for single-stage heads. Defaults to -1.
+    """
+
+    SUPPORTED = ('StandardRoIHead', 'CascadeRoIHead')
+
+    def __init__(self,
+                 roi_head: torch.nn.Module,
+                 sink: Callable[[Batch], None],
+                 stage: int = -1) -> None:
+        super().__init__(sink)
+        from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
+        if not isinstance(roi_head, (StandardRoIHead, CascadeRoIHead)):
+            raise UnsupportedModelError(
+                f'DifficultyHook cannot capture RoI probabilities from '
+                f'{type(roi_head).__name__}: supported RoI heads are '
+                f'{", ".join(self.SUPPORTED)} (and their subclasses), as in '
+                'Faster / Mask R-CNN and Cascade (Mask) R-CNN.')
+        self.cascade = isinstance(roi_head, CascadeRoIHead)
+        if self.cascade:
+            num_stages = roi_head.num_stages
+            if not -num_stages <= stage < num_stages:
+                raise ValueError(f'stage must be in [-{num_stages}, '
+                                 f'{num_stages}) for this {num_stages}-stage '
+                                 f'CascadeRoIHead, got {stage}')
+            self.stage = stage % num_stages
+            self.bbox_head = roi_head.bbox_head[self.stage]
+        else:
+            self.stage = 0
+            self.bbox_head = roi_head.bbox_head
+        self.roi_head = roi_head
+        self._samples: Optional[Sequence[Any]] = None
+        loss, bbox_loss = roi_head.loss, roi_head.bbox_loss
+
+        def loss_wrapper(x: Any, rpn_results_list: Any,
+                         batch_data_samples: Sequence[Any], *args: Any,
+                         **kwargs: Any) -> Any:
+            self._samples = batch_data_samples
+            try:
+                return loss(x, rpn_results_list, batch_data_samples, *args,
+                            **kwargs)
+            finally:
+                self._samples = None
+
+        def bbox_loss_wrapper(*args: Any, **kwargs: Any) -> Any:
+            results = bbox_loss(*args, **kwargs)
+            stage = (args[0] if args else kwargs['stage']) \
+                if self.cascade else 0
+            if stage == self.stage and self._samples is not None:
+                sampling_results = kwargs.get('sampling_results', None)
+                if sampling_results is None:
+                    sampling_results = args[-1]
+                self._capture(results['cls_score'], sampling_results)
+            return results
+
+        self._patch(roi_head, 'loss', loss_wrapper)
+        self._patch(roi_head, 'bbox_loss', bbox_loss_wrapper)
+
+    def _capture(self, cls_score: Tensor, sampling_results: Sequence) -> None:
+        samples = self._samples
+        rows, gt_index, labels, sample_idx, num_gts = [], [], [], [], []
+        offset = 0
+        for data_sample, res in zip(samples, sampling_results):
+            idx = sample_idx_of(data_sample)
+            num_gts.append((idx, len(data_sample.gt_instances)))
+            is_gt = res.pos_is_gt.bool()
+            # rois = cat(pos_priors, neg_priors) per image, in image order.
+            pos_rows = torch.nonzero(is_gt, as_tuple=True)[0]
+            rows.append(pos_rows + offset)
+            gt_index.append(res.pos_assigned_gt_inds[is_gt])
+            labels.append(res.pos_gt_labels[is_gt])
+            sample_idx.append(torch.full_like(pos_rows, idx))
+            offset += len(res.priors)
+        rows_t = torch.cat(rows)
+        self.sink(
+            dict(
+                sample_idx=torch.cat(sample_idx),
+                gt_index=torch.cat(gt_index).long(),
+                labels=torch.cat(labels).long(),
+                probs=head_probabilities(self.bbox_head, cls_score[rows_t]),
+                num_gts=num_gts))
+
+
+class ClsHeadCapture(_Capture):
+    """Per-image probabilities of an mmpretrain-style classification head.
+
+    Args:
+        head (nn.Module): a head whose ``loss`` calls
+            ``_get_loss(cls_score, data_samples, **kwargs)``.
+        sink (callable): receives one :data:`Batch` per training step.
+    """
+
+    def __init__(self, head: torch.nn.Module, sink: Callable[[Batch],
+                                                             None]) -> None:
+        super().__init__(sink)
+        if not callable(getattr(head, '_get_loss', None)):
+            raise UnsupportedModelError(
+                f'DifficultyHook cannot capture probabilities from '
+                f'{type(head).__name__}: a classification head needs '
+                '`_get_loss(cls_score, data_samples)` as in mmpretrain\'s '
+                'ClsHead (mmdiff.classification heads have it).')
+        self.head = head
+        get_loss = head._get_loss
+
+        def get_loss_wrapper(cls_score: Tensor, data_samples: Sequence[Any],
+                             *args: Any, **kwargs: Any) -> Any:
+            self._capture(cls_score, data_samples)
+            return get_loss(cls_score, data_samples, *args, **kwargs)
+
+        self._patch(head, '_get_loss', get_loss_wrapper)
+
+    def _capture(self, cls_score: Tensor, data_samples: Sequence) -> None:
+        idx = [sample_idx_of(s) for s in data_samples]
+        device = cls_score.device
+        labels = torch.cat([s.gt_label.view(-1)[:1] for s in data_samples])
+        self.sink(
+            dict(
+                sample_idx=torch.tensor(idx, device=device),
+                gt_index=torch.zeros(
+                    len(idx), dtype=torch.long, device=device),
+                labels=labels.to(device).long(),
+                probs=head_probabilities(self.head, cls_score),
+                num_gts=[(i, 1) for i in idx]))
+
+
+def build_capture(model: torch.nn.Module,
+                  sink: Callable[[Batch], None],
+                  stage: int = -1) -> _Capture:
+    """Pick the capture for a (de-wrapped) model.
+
+    Raises:
+        UnsupportedModelError: names the supported kinds of model.
+    """
+    roi_head = getattr(model, 'roi_head', None)
+    if roi_head is not None:
+        return RoIHeadCapture(roi_head, sink, stage=stage)
+    head = getattr(model, 'head', None)
+    if head is not None and hasattr(head, '_get_loss'):
+        return ClsHeadCapture(head, sink)
+    raise UnsupportedModelError(
+        f'DifficultyHook does not support {type(model).__name__}: it needs a '
+        'two-stage detector with a roi_head (StandardRoIHead or '
+        'CascadeRoIHead: Faster / Mask R-CNN, Cascade (Mask) R-CNN) or an '
+        'image classifier whose head has `_get_loss` (mmdiff.classification'
+        ').')
