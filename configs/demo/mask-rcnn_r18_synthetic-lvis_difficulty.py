@@ -1,0 +1,147 @@
+# The embedded demo: difficulty re-sampling on a synthetic long-tailed
+# LVIS-v1-format data set, made under data/synthetic_lvis/ on first use
+# (no download). A small Mask R-CNN (ResNet-18, narrow FPN and heads, no
+# pre-training) trains on the CPU and is evaluated with mmdet's LVISMetric
+# (AP, APr, APc, APf for bbox and segm).
+#
+#   python tools/train.py \
+#       configs/demo/mask-rcnn_r18_synthetic-lvis_difficulty.py
+#   python tools/test.py \
+#       configs/demo/mask-rcnn_r18_synthetic-lvis_difficulty.py \
+#       work_dirs/mask-rcnn_r18_synthetic-lvis_difficulty/epoch_4.pth
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    'mmdet::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['mmdiff'], allow_failed_imports=False)
+
+# ---- knobs ------------------------------------------------------------
+data_root = 'data/synthetic_lvis/'
+# arguments of mmdiff.datasets.make_synthetic_lvis
+synthetic = dict(seed=0, num_train=300, num_val=80)
+num_classes = 20
+image_scale = (160, 128)
+max_epochs = 4
+batch_size = 4
+sampler_scheme = 'repeat_factor'  # 'paper', 'class_aware', 'uniform'
+rfs_thr = 0.1  # repeat-factor threshold, scaled to this tiny data set
+difficulty_c = 1.0
+# LVIS r / c / f bounds in training images, scaled like the generator's
+# frequency_thresholds (2.5 % and 10 % of the training images).
+frequency_thresholds = (7, 30)
+width = 64  # channels of FPN / RPN / RoI features (256 in mmdet)
+# -----------------------------------------------------------------------
+
+model = dict(
+    backbone=dict(depth=18, init_cfg=None),  # no download: from scratch
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=width),
+    rpn_head=dict(
+        in_channels=width,
+        feat_channels=width,
+        anchor_generator=dict(scales=[4])),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=width),
+        bbox_head=dict(
+            in_channels=width, fc_out_channels=256, num_classes=num_classes),
+        mask_roi_extractor=dict(out_channels=width),
+        mask_head=dict(
+            in_channels=width,
+            conv_out_channels=width,
+            num_classes=num_classes)),
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=1000, max_per_img=300),
+        rcnn=dict(sampler=dict(num=128, add_gt_as_proposals=True))),
+    test_cfg=dict(
+        rpn=dict(nms_pre=500, max_per_img=100),
+        rcnn=dict(score_thr=0.001, max_per_img=50)))
+
+dataset_type = 'SyntheticLVISV1Dataset'
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=image_scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    # sample_idx identifies the image for DifficultyHook.
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor', 'flip', 'flip_direction', 'sample_idx'))
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(
+        type='DifficultyClassAwareSampler', scheme=sampler_scheme,
+        thr=rfs_thr),
+    batch_sampler=dict(type='AspectRatioBatchSampler'),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        synthetic=synthetic,
+        ann_file='annotations/lvis_v1_train.json',
+        data_prefix=dict(img=''),
+        filter_cfg=dict(filter_empty_gt=True, min_size=4),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        synthetic=synthetic,
+        ann_file='annotations/lvis_v1_val.json',
+        data_prefix=dict(img=''),
+        test_mode=True,
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(
+    type='LVISMetric',
+    ann_file=data_root + 'annotations/lvis_v1_val.json',
+    metric=['bbox', 'segm'])
+test_evaluator = val_evaluator
+
+custom_hooks = [
+    dict(
+        type='DifficultyHook',
+        c=difficulty_c,
+        frequency_thresholds=frequency_thresholds,
+        dump=True)
+]
+
+train_cfg = dict(
+    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[max_epochs - 1],
+        gamma=0.1)
+]
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.04, momentum=0.9, weight_decay=1e-4),
+    clip_grad=dict(max_norm=10, norm_type=2))
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
+# Deterministic sampler order and initialisation for a given seed.
+randomness = dict(seed=0)
+auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -1,0 +1,6 @@
+# Class-aware two-level sampling with difficulty: a class drawn uniformly,
+# then an image of it with probability proportional to its difficulty.
+_base_ = '../lvis_difficulty.py'
+
+sampler_scheme = 'class_aware'
+train_dataloader = dict(sampler=dict(scheme=sampler_scheme))
