@@ -11,11 +11,12 @@
 :func:`apply_compat` is called on ``import mmdiff``; it is idempotent.
 """
 import importlib
-import numpy as np
 import os.path as osp
 import pickle
-import torch
 from typing import Any, Iterable, List, Optional
+
+import numpy as np
+import torch
 
 __all__ = [
     'apply_compat', 'allow_checkpoint_types', 'checkpoint_allow_list',

@@ -1,7 +1,8 @@
 """The two stack work-arounds of mmdiff.compat."""
 import collections
-import numpy as np
 import os.path as osp
+
+import numpy as np
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer
