@@ -54,8 +54,7 @@ def test_detection_config_builds(path: str, synthetic_lvis_root: str) -> None:
 
 
 def _build_and_check(cfg: Config) -> None:
-    from mmdet.registry import (DATA_SAMPLERS, DATASETS, HOOKS, METRICS,
-                                MODELS)
+    from mmdet.registry import DATA_SAMPLERS, DATASETS, HOOKS, METRICS, MODELS
 
     from mmdiff import DifficultyClassAwareSampler, DifficultyHook
 
