@@ -35,12 +35,13 @@ def _tiny_options(root: str, **extra: Any) -> List[str]:
 
 def _run(args: List[str], cwd: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS='ignore')
-    return subprocess.run([sys.executable] + args,
-                          cwd=cwd,
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=900)
+    return subprocess.run(
+        [sys.executable] + args,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900)
 
 
 @pytest.mark.slow
@@ -60,8 +61,7 @@ def test_train_resume_and_test(synthetic_lvis_root: str,
     # --resume loads the latest checkpoint with weights_only=True
     # (mmdiff.compat) and trains the second epoch.
     second = _run([
-        TRAIN, DEMO_CONFIG, '--work-dir', work_dir, '--resume',
-        *_tiny_options(
+        TRAIN, DEMO_CONFIG, '--work-dir', work_dir, '--resume', *_tiny_options(
             synthetic_lvis_root, **{
                 'train_cfg.max_epochs': 2,
                 'train_cfg.val_interval': 10
@@ -86,17 +86,40 @@ def test_train_resume_and_test(synthetic_lvis_root: str,
         assert key in log
 
 
-def test_missing_lvis_files_stop_with_the_expected_tree(
-        tmp_path: Any) -> None:
+def test_missing_lvis_files_stop_with_the_expected_tree(tmp_path: Any) -> None:
     result = _run([
         TRAIN,
         osp.join(REPO, 'configs', 'lvis_difficulty.py'), '--work-dir',
         str(tmp_path / 'work')
     ], str(tmp_path))
-    assert result.returncode != 0
+    assert result.returncode == 1
+    # The message and no traceback (tools/train.py catches the error).
+    assert 'Traceback' not in result.stderr
     message = result.stdout + result.stderr
     assert 'data/lvis_v1/annotations/lvis_v1_train.json' in message
     assert 'train2017/' in message and 'val2017/' in message
     assert 'https://www.lvisdataset.org/dataset' in message
     # Stopped before any dataset was built.
     assert 'load_data_list' not in message
+
+
+def test_missing_cifar_files_stop_with_the_expected_layout(
+        tmp_path: Any) -> None:
+    # cwd has no data/: the config's relative data root is missing.
+    result = _run([
+        TRAIN,
+        osp.join(REPO, 'configs', 'cifar', 'cifar10_lt_r100_difficulty.py'),
+        '--work-dir',
+        str(tmp_path / 'work')
+    ], str(tmp_path))
+    assert result.returncode == 1
+    assert 'Traceback' not in result.stderr
+    assert result.stderr.startswith(
+        'error: Data files the config needs are missing:')
+    # The layout and the source close the output, where a user looks.
+    tail = '\n'.join(result.stderr.splitlines()[-12:])
+    for text in ('data/cifar-10-batches-py/', 'batches.meta', 'data_batch_1',
+                 'data_batch_5', 'test_batch', 'cifar-10-python.tar.gz',
+                 'https://www.cs.toronto.edu/~kriz/cifar.html'):
+        assert text in tail
+    assert not (tmp_path / 'work').exists()  # stopped before the Runner

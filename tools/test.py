@@ -6,13 +6,14 @@ through mmdet's LVISMetric.
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmdiff  # noqa: F401  (registers mmdiff's modules, applies compat)
-from mmdiff.datasets.data_files import check_data_files
+from mmdiff.datasets.data_files import DataFilesNotFoundError, check_data_files
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,7 +62,12 @@ def main() -> None:
     cfg.load_from = args.checkpoint
     # Testing never resumes training state (e.g. the difficulty state).
     cfg.resume = False
-    check_data_files(cfg, splits=['test_dataloader', 'test_evaluator'])
+    try:
+        check_data_files(cfg, splits=['test_dataloader', 'test_evaluator'])
+    except DataFilesNotFoundError as err:
+        # A missing download is not a bug: the message, no traceback.
+        print(f'error: {err}', file=sys.stderr, end='')
+        sys.exit(1)
 
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)

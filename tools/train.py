@@ -3,6 +3,7 @@ import argparse
 import logging
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
@@ -10,7 +11,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmdiff  # noqa: F401  (registers mmdiff's modules, applies compat)
-from mmdiff.datasets.data_files import check_data_files
+from mmdiff.datasets.data_files import DataFilesNotFoundError, check_data_files
 
 
 def parse_args() -> argparse.Namespace:
@@ -102,7 +103,12 @@ def main() -> None:
         cfg.load_from = args.resume
 
     # Stop now, with the expected layout, rather than deep inside mmdet.
-    check_data_files(cfg)
+    try:
+        check_data_files(cfg)
+    except DataFilesNotFoundError as err:
+        # A missing download is not a bug: the message, no traceback.
+        print(f'error: {err}', file=sys.stderr, end='')
+        sys.exit(1)
 
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)

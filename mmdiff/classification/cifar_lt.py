@@ -26,7 +26,7 @@ import os
 import os.path as osp
 import pickle
 from numbers import Real
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 import numpy as np
 from mmengine.dataset import BaseDataset
@@ -282,20 +282,42 @@ class CIFARLTDataset(BaseDataset):
             pipeline=list(pipeline),
             **kwargs)
 
-    def _check_files(self, data_root: str) -> None:
-        files = [*self.TRAIN_FILES, *self.TEST_FILES, self.META_FILE]
+    @classmethod
+    def _check_files(cls, data_root: str) -> None:
+        files = [*cls.TRAIN_FILES, *cls.TEST_FILES, cls.META_FILE]
         missing = [f for f in files if not osp.isfile(osp.join(data_root, f))]
         if not missing:
             return
         tree = '\n'.join(f'        {f}' for f in sorted(files))
         raise FileNotFoundError(
-            f'{self.NAME} files not found under {data_root!r} (missing: '
+            f'{cls.NAME} files not found under {data_root!r} (missing: '
             f'{", ".join(missing)}). Expected:\n'
             f'    {data_root}/\n{tree}\n'
-            f'Download the "{self.NAME} python version" archive '
-            f'({self.ARCHIVE}) from {CIFAR_URL} and extract it under data/ '
-            f'(tar -xzf {self.ARCHIVE} -C data/), or set data_root to the '
+            f'Download the "{cls.NAME} python version" archive '
+            f'({cls.ARCHIVE}) from {CIFAR_URL} and extract it under data/ '
+            f'(tar -xzf {cls.ARCHIVE} -C data/), or set data_root to the '
             'extracted directory.')
+
+    @classmethod
+    def check_data_files(cls, dataset_cfg: Mapping) -> None:
+        """Check the files a dataset config would read, without loading.
+
+        :func:`mmdiff.datasets.check_data_files` (called by the tools
+        before the Runner is built) uses it, so a missing download stops
+        with the expected layout instead of a stack trace.
+
+        Args:
+            dataset_cfg (Mapping): The dataset's config (``data_root``
+                optional, as in ``__init__``).
+
+        Raises:
+            FileNotFoundError: Lists the missing files, the expected
+                layout and where CIFAR comes from.
+        """
+        data_root = dataset_cfg.get('data_root')
+        if data_root is None:
+            data_root = cls.DEFAULT_DATA_ROOT
+        cls._check_files(data_root)
 
     def _read_split(self) -> tuple:
         files = self.TRAIN_FILES if self.split == 'train' \
