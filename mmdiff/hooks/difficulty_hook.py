@@ -28,6 +28,7 @@ from mmdiff.models.probability_capture import (PACK_META_KEYS,
                                                SampleIdxMissingError,
                                                build_capture)
 from mmdiff.samplers import DifficultyClassAwareSampler
+from .eval_pass import build_eval_pass_loader, run_eval_pass
 
 __all__ = ['DifficultyHook', 'CHECKPOINT_KEY']
 
@@ -134,23 +135,38 @@ class DifficultyHook(Hook):
             every epoch (for ``tools/analysis``). Defaults to False.
         log_quantiles (tuple[float]): Quantiles of D to log.
             Defaults to (0.1, 0.5, 0.9, 0.99).
+        mode (str): 'online' reads the probabilities from the training
+            forward pass (free); 'eval_pass' runs an eval-mode pass over
+            the training images every ``eval_interval`` epochs (the
+            paper's protocol; deterministic pipeline, GT boxes as RoIs).
+            Defaults to 'online'.
+        eval_interval (int): Epochs between eval passes; the weights of
+            the epochs in between stay as they were. Defaults to 1.
+        eval_pipeline (list[dict], optional): Pipeline of the eval pass.
+            Defaults to the test pipeline with annotations loaded before
+            the resize and ``sample_idx`` kept.
+        eval_batch_size (int, optional): Defaults to the train batch size.
+        eval_num_workers (int): Defaults to 2.
     """
 
     priority = 'NORMAL'  # before CheckpointHook (VERY_LOW) saves the epoch
 
-    def __init__(
-        self,
-        c: float = 1.0,
-        reduce: str = 'mean',
-        storage: str = 'auto',
-        topk: int = 8,
-        empty_difficulty: float = 1.0,
-        stage: int = -1,
-        frequency_thresholds: Tuple[int, int] = (10, 100),
-        state_device: str = 'cpu',
-        dump: bool = False,
-        log_quantiles: Sequence[float] = (0.1, 0.5, 0.9, 0.99)
-    ) -> None:
+    def __init__(self,
+                 c: float = 1.0,
+                 reduce: str = 'mean',
+                 storage: str = 'auto',
+                 topk: int = 8,
+                 empty_difficulty: float = 1.0,
+                 stage: int = -1,
+                 frequency_thresholds: Tuple[int, int] = (10, 100),
+                 state_device: str = 'cpu',
+                 dump: bool = False,
+                 log_quantiles: Sequence[float] = (0.1, 0.5, 0.9, 0.99),
+                 mode: str = 'online',
+                 eval_interval: int = 1,
+                 eval_pipeline: Optional[List[dict]] = None,
+                 eval_batch_size: Optional[int] = None,
+                 eval_num_workers: int = 2) -> None:
         if not c > 0:
             raise ValueError(f'c must be > 0, got {c}')
         if reduce not in ('mean', 'max', 'sum'):
@@ -163,6 +179,18 @@ class DifficultyHook(Hook):
                 0 < frequency_thresholds[0] < frequency_thresholds[1]:
             raise ValueError('frequency_thresholds must be two increasing '
                              f'positive counts, got {frequency_thresholds}')
+        if mode not in ('online', 'eval_pass'):
+            raise ValueError(
+                f"mode must be 'online' or 'eval_pass', got {mode!r}")
+        if int(eval_interval) < 1:
+            raise ValueError(
+                f'eval_interval must be >= 1, got {eval_interval}')
+        self.mode = mode
+        self.eval_interval = int(eval_interval)
+        self.eval_pipeline = eval_pipeline
+        self.eval_batch_size = eval_batch_size
+        self.eval_num_workers = int(eval_num_workers)
+        self._eval_loader: Any = None
         self.c = float(c)
         self.reduce = reduce
         self.storage = storage
@@ -189,7 +217,14 @@ class DifficultyHook(Hook):
         check_pipeline_keeps_sample_idx(dataset)
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        self._capture = build_capture(model, self._sink, stage=self.stage)
+        online = self.mode == 'online'
+        self._capture = build_capture(
+            model, self._sink, stage=self.stage, attach=online)
+        if not online:
+            self._eval_loader = build_eval_pass_loader(runner,
+                                                       self.eval_pipeline,
+                                                       self.eval_batch_size,
+                                                       self.eval_num_workers)
 
         counts, labels = objects_per_image(dataset)
         self.counts = counts
@@ -307,6 +342,12 @@ class DifficultyHook(Hook):
     # epoch end
     def after_train_epoch(self, runner: Any) -> None:
         """Update the difficulty and hand new weights to the sampler."""
+        if self.mode == 'eval_pass':
+            if (runner.epoch + 1) % self.eval_interval:
+                return  # no pass this epoch: the weights stay
+            runner.logger.info('DifficultyHook: eval pass over the '
+                               'training images')
+            run_eval_pass(runner, self._capture, self._eval_loader)
         merged = self._gather_records()
         state = self.state
         changed = sorted(merged['changed'])
@@ -318,7 +359,8 @@ class DifficultyHook(Hook):
             else:
                 state.observe_compressed(
                     part['ids'][keep], part['labels'][keep],
-                    *(a[keep] for a in part['compressed']))
+                    *(a[keep] for a in part['compressed']),
+                    *(a[keep] for a in part['prior']))
         updated = state.end_epoch()
         if changed:
             ids = np.concatenate([

@@ -107,6 +107,8 @@ class RoIHeadCapture(_Capture):
         sink (callable): receives one :data:`Batch` per training step.
         stage (int, optional): Cascade stage to read; negative counts from
             the last. Ignored for single-stage heads. Defaults to -1.
+        attach (bool, optional): Wrap the head's training methods now.
+            Defaults to True.
     """
 
     SUPPORTED = ('StandardRoIHead', 'CascadeRoIHead')
@@ -114,7 +116,8 @@ class RoIHeadCapture(_Capture):
     def __init__(self,
                  roi_head: torch.nn.Module,
                  sink: Callable[[Batch], None],
-                 stage: int = -1) -> None:
+                 stage: int = -1,
+                 attach: bool = True) -> None:
         super().__init__(sink)
         from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
         if not isinstance(roi_head, (StandardRoIHead, CascadeRoIHead)):
@@ -137,6 +140,11 @@ class RoIHeadCapture(_Capture):
             self.bbox_head = roi_head.bbox_head
         self.roi_head = roi_head
         self._samples: Optional[Sequence[Any]] = None
+        if attach:
+            self._attach()
+
+    def _attach(self) -> None:
+        roi_head = self.roi_head
         loss, bbox_loss = roi_head.loss, roi_head.bbox_loss
 
         def loss_wrapper(x: Any, rpn_results_list: Any,
@@ -187,6 +195,40 @@ class RoIHeadCapture(_Capture):
                 probs=head_probabilities(self.bbox_head, cls_score[rows_t]),
                 num_gts=num_gts))
 
+    @torch.no_grad()
+    def predict_gt(self, model: torch.nn.Module, data: dict) -> None:
+        """Eval-pass mode: probabilities of the GT boxes used as RoIs.
+
+        One forward of the backbone and the bbox head on ``data`` (a
+        collated batch of the training images through a deterministic
+        pipeline); the records go to the sink like training records.
+        """
+        from mmdet.structures.bbox import bbox2roi, get_box_tensor
+        data = model.data_preprocessor(data, False)
+        samples = data['data_samples']
+        x = model.extract_feat(data['inputs'])
+        boxes = [get_box_tensor(s.gt_instances.bboxes) for s in samples]
+        rois = bbox2roi(boxes)
+        if self.cascade:
+            results = self.roi_head._bbox_forward(self.stage, x, rois)
+        else:
+            results = self.roi_head._bbox_forward(x, rois)
+        device = rois.device
+        idx = [sample_idx_of(s) for s in samples]
+        counts = [len(b) for b in boxes]
+        self.sink(
+            dict(
+                sample_idx=torch.tensor(
+                    [i for i, n in zip(idx, counts) for _ in range(n)],
+                    dtype=torch.long,
+                    device=device),
+                gt_index=torch.cat(
+                    [torch.arange(n, device=device) for n in counts]).long(),
+                labels=torch.cat([s.gt_instances.labels
+                                  for s in samples]).long(),
+                probs=head_probabilities(self.bbox_head, results['cls_score']),
+                num_gts=list(zip(idx, counts))))
+
 
 class ClsHeadCapture(_Capture):
     """Per-image probabilities of an mmpretrain-style classification head.
@@ -195,10 +237,13 @@ class ClsHeadCapture(_Capture):
         head (nn.Module): a head whose ``loss`` calls
             ``_get_loss(cls_score, data_samples, **kwargs)``.
         sink (callable): receives one :data:`Batch` per training step.
+        attach (bool, optional): Wrap ``_get_loss`` now. Defaults to True.
     """
 
-    def __init__(self, head: torch.nn.Module, sink: Callable[[Batch],
-                                                             None]) -> None:
+    def __init__(self,
+                 head: torch.nn.Module,
+                 sink: Callable[[Batch], None],
+                 attach: bool = True) -> None:
         super().__init__(sink)
         if not callable(getattr(head, '_get_loss', None)):
             raise UnsupportedModelError(
@@ -207,6 +252,11 @@ class ClsHeadCapture(_Capture):
                 '`_get_loss(cls_score, data_samples)` as in mmpretrain\'s '
                 'ClsHead (mmdiff.classification heads have it).')
         self.head = head
+        if attach:
+            self._attach()
+
+    def _attach(self) -> None:
+        head = self.head
         get_loss = head._get_loss
 
         def get_loss_wrapper(cls_score: Tensor, data_samples: Sequence[Any],
@@ -229,21 +279,32 @@ class ClsHeadCapture(_Capture):
                 probs=head_probabilities(self.head, cls_score),
                 num_gts=[(i, 1) for i in idx]))
 
+    @torch.no_grad()
+    def predict_gt(self, model: torch.nn.Module, data: dict) -> None:
+        """Eval-pass mode: the head's probabilities for a batch of images."""
+        data = model.data_preprocessor(data, False)
+        cls_score = self.head(model.extract_feat(data['inputs']))
+        self._capture(cls_score, data['data_samples'])
+
 
 def build_capture(model: torch.nn.Module,
                   sink: Callable[[Batch], None],
-                  stage: int = -1) -> _Capture:
+                  stage: int = -1,
+                  attach: bool = True) -> _Capture:
     """Pick the capture for a (de-wrapped) model.
+
+    ``attach=False`` installs no wrapper: the eval-pass mode only calls the
+    capture's ``predict_gt``.
 
     Raises:
         UnsupportedModelError: names the supported kinds of model.
     """
     roi_head = getattr(model, 'roi_head', None)
     if roi_head is not None:
-        return RoIHeadCapture(roi_head, sink, stage=stage)
+        return RoIHeadCapture(roi_head, sink, stage=stage, attach=attach)
     head = getattr(model, 'head', None)
     if head is not None and hasattr(head, '_get_loss'):
-        return ClsHeadCapture(head, sink)
+        return ClsHeadCapture(head, sink, attach=attach)
     raise UnsupportedModelError(
         f'DifficultyHook does not support {type(model).__name__}: it needs a '
         'two-stage detector with a roi_head (StandardRoIHead or '
