@@ -26,12 +26,13 @@ Construction (mmdiff; :func:`subclass_counts`, :func:`build_long_tailed`):
   ratio of 100 *and* a sub-class ratio of 100 as in the paper would leave
   the rare odd digits with a fraction of an image.
 """
-import numpy as np
 import time
-import torch
-import torch.nn as nn
 from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
 
 from .training import (METHOD_LABELS, METHODS, TrainConfig, format_mean_std,
                        mean_std, predict, train_classifier)
@@ -494,8 +495,9 @@ def plot_digits(result: dict,
     Returns:
         list[tuple[str, str]]: ``(file name, caption)`` of each figure.
     """
-    import matplotlib
     import os
+
+    import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 

@@ -8,12 +8,13 @@ are used as they are, with a stratified train / test split per seed and the
 features standardised with the training statistics (mmdiff choice; the
 paper's Wine figure, 41.7 % for every method, suggests unscaled features).
 """
-import numpy as np
 import time
-import torch
-import torch.nn as nn
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
 
 from .training import (METHOD_LABELS, METHODS, TrainConfig, format_mean_std,
                        mean_std, predict, train_classifier)
@@ -245,8 +246,9 @@ def plot_tabular(result: dict, fig_dir: str, stem: str = 'tabular') -> list:
     Returns:
         list[tuple[str, str]]: ``(file name, caption)`` of each figure.
     """
-    import matplotlib
     import os
+
+    import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 

@@ -22,12 +22,13 @@ Randomness: the model initialisation uses ``torch.manual_seed(seed)``; the
 order / draw of epoch ``t`` uses its own generator seeded by
 ``(seed, t)``, never the global numpy RNG.
 """
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
 
 from mmdiff.core import DifficultyState, ImageClassIndex, sampling_weights
 

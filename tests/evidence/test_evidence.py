@@ -5,8 +5,9 @@ digits counts, properties of the construction, and tiny end-to-end runs
 that check the report structure.
 """
 import importlib.util
-import numpy as np
 import os.path as osp
+
+import numpy as np
 import pytest
 import torch
 
