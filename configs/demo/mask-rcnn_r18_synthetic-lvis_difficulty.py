@@ -8,7 +8,7 @@
 #       configs/demo/mask-rcnn_r18_synthetic-lvis_difficulty.py
 #   python tools/test.py \
 #       configs/demo/mask-rcnn_r18_synthetic-lvis_difficulty.py \
-#       work_dirs/mask-rcnn_r18_synthetic-lvis_difficulty/epoch_4.pth
+#       work_dirs/mask-rcnn_r18_synthetic-lvis_difficulty/epoch_8.pth
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/default_runtime.py',
@@ -21,7 +21,7 @@ data_root = 'data/synthetic_lvis/'
 synthetic = dict(seed=0, num_train=300, num_val=80)
 num_classes = 20
 image_scale = (160, 128)
-max_epochs = 4
+max_epochs = 8
 batch_size = 4
 sampler_scheme = 'repeat_factor'  # 'paper', 'class_aware', 'uniform'
 rfs_thr = 0.1  # repeat-factor threshold, scaled to this tiny data set
@@ -33,7 +33,17 @@ width = 64  # channels of FPN / RPN / RoI features (256 in mmdet)
 # -----------------------------------------------------------------------
 
 model = dict(
-    backbone=dict(depth=18, init_cfg=None),  # no download: from scratch
+    # From scratch (no download), so nothing is frozen and GroupNorm
+    # replaces mmdet's frozen BatchNorm (made for pre-trained nets): it
+    # trains at any batch size, and the probabilities captured during
+    # training do not depend on the batch statistics (He et al., Rethinking
+    # ImageNet Pre-training, 2019, train from scratch with GN).
+    backbone=dict(
+        depth=18,
+        init_cfg=None,
+        frozen_stages=-1,
+        norm_eval=False,
+        norm_cfg=dict(type='GN', num_groups=32, requires_grad=True)),
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=width),
     rpn_head=dict(
         in_channels=width,
@@ -132,7 +142,7 @@ param_scheduler = [
         begin=0,
         end=max_epochs,
         by_epoch=True,
-        milestones=[max_epochs - 1],
+        milestones=[max_epochs - 2],
         gamma=0.1)
 ]
 optim_wrapper = dict(

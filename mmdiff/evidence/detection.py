@@ -410,7 +410,7 @@ def detection_presets(quick: bool,
                       work_dir: Optional[str] = None) -> DetectionPreset:
     """The settings ``tools/reproduce_evidence.py`` runs.
 
-    Full is the demo's own schedule (4 epochs of the 300 training images,
+    Full is half the demo's schedule (4 epochs of the 300 training images,
     batch 4: 300 iterations, warm-up 50, lr x0.1 for the last epoch) for
     every method, 3 seeds; quick is 4 epochs of 120 images (120
     iterations), 1 seed. Calibration on the 2-core machine, shared with
