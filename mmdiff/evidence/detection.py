@@ -56,7 +56,7 @@ from mmengine.fileio import load
 from mmdiff.datasets import ensure_synthetic_lvis
 from mmdiff.hooks import DifficultyHook
 from mmdiff.hooks.difficulty_hook import objects_per_image
-from .training import format_mean_std, mean_std
+from .training import format_mean_std, group_by_method, mean_std, record_values
 
 __all__ = [
     'METHODS', 'METHOD_LABELS', 'HARD_KEY', 'DEMO_CONFIG', 'HardVariantRecall',
@@ -754,17 +754,6 @@ def run_detection(
 # report
 
 
-def _by_method(records: Sequence[dict]) -> Dict[str, List[dict]]:
-    out: Dict[str, List[dict]] = {}
-    for rec in records:
-        out.setdefault(rec['method'], []).append(rec)
-    return out
-
-
-def _values(recs: Sequence[dict], key: str) -> np.ndarray:
-    return np.array([r.get(key, np.nan) for r in recs], dtype=np.float64)
-
-
 def _paired(by: Dict[str, List[dict]], key: str, method: str,
             reference: str) -> Optional[dict]:
     """``method - reference`` over the seeds both have."""
@@ -827,7 +816,7 @@ def plot_detection(result: dict,
     import matplotlib.pyplot as plt
 
     os.makedirs(fig_dir, exist_ok=True)
-    by = _by_method(result['records'])
+    by = group_by_method(result['records'])
     methods = [m for m in METHODS if m in by]
     panels = (('AP', 'bbox AP'), ('APr', 'bbox APr (rare classes)'),
               ('recall_hard', 'hard-variant recall (%)'))
@@ -835,14 +824,14 @@ def plot_detection(result: dict,
     x = np.arange(len(methods))
     colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for ax, (key, title) in zip(axes, panels):
-        stats = [mean_std(_values(by[m], key)) for m in methods]
+        stats = [mean_std(record_values(by[m], key)) for m in methods]
         ax.bar(
             x, [s[0] for s in stats],
             yerr=[s[1] for s in stats],
             capsize=3,
             color=[colours[i % len(colours)] for i in range(len(methods))])
         for i, m in enumerate(methods):
-            vals = _values(by[m], key)
+            vals = record_values(by[m], key)
             ax.plot(
                 np.full(vals.size, i), vals, 'k.', ms=4, zorder=3, alpha=0.7)
         ax.set_xticks(x)
@@ -867,16 +856,16 @@ def plot_detection(result: dict,
 
 def _timing(result: dict) -> Dict[str, float]:
     recs = result['records']
-    iters = _values(recs, 'iterations')
+    iters = record_values(recs, 'iterations')
     return dict(
-        s_per_iter=float(
-            (_values(recs, 'train_seconds') / np.maximum(iters, 1)).mean()),
-        cpu_per_iter=float((_values(recs, 'train_cpu_seconds') /
+        s_per_iter=float((record_values(recs, 'train_seconds') /
+                          np.maximum(iters, 1)).mean()),
+        cpu_per_iter=float((record_values(recs, 'train_cpu_seconds') /
                             np.maximum(iters, 1)).mean()),
-        eval_s=float(_values(recs, 'eval_seconds').mean()),
-        run_s=float(
-            (_values(recs, 'build_seconds') + _values(recs, 'train_seconds') +
-             _values(recs, 'eval_seconds')).mean()))
+        eval_s=float(record_values(recs, 'eval_seconds').mean()),
+        run_s=float((record_values(recs, 'build_seconds') +
+                     record_values(recs, 'train_seconds') +
+                     record_values(recs, 'eval_seconds')).mean()))
 
 
 def _setting(result: dict) -> List[str]:
@@ -966,18 +955,18 @@ def _compare(a: float, b: float) -> str:
 
 def _reading(result: dict) -> str:
     """Template paragraph: what the numbers show, computed from them."""
-    by = _by_method(result['records'])
+    by = group_by_method(result['records'])
     n = len(result['preset']['seeds'])
     mean = {
         m: {
-            k: _mean(_values(r, k))
+            k: _mean(record_values(r, k))
             for k, _ in COLUMNS
         }
         for m, r in by.items()
     }
     std = {
         m: {
-            k: mean_std(_values(r, k))[1]
+            k: mean_std(record_values(r, k))[1]
             for k, _ in COLUMNS
         }
         for m, r in by.items()
@@ -1023,12 +1012,12 @@ def _reading(result: dict) -> str:
                         f"{p['losses']}; {size}).")
     diag = []
     for m in ('difficulty', 'difficulty_rfs'):
-        if m in by and not np.isnan(_values(by[m], 'd_hard')).all():
-            dh = _mean(_values(by[m], 'd_hard'))
-            dn = _mean(_values(by[m], 'd_normal'))
-            mass = _mean(_values(by[m], 'mass_hard_images'))
-            share = _mean(_values(by[m], 'share_hard_images'))
-            unseen = _mean(_values(by[m], 'never_seen'))
+        if m in by and not np.isnan(record_values(by[m], 'd_hard')).all():
+            dh = _mean(record_values(by[m], 'd_hard'))
+            dn = _mean(record_values(by[m], 'd_normal'))
+            mass = _mean(record_values(by[m], 'mass_hard_images'))
+            share = _mean(record_values(by[m], 'share_hard_images'))
+            unseen = _mean(record_values(by[m], 'never_seen'))
             diag.append(
                 f'{METHOD_LABELS[m]}: mean D of the hard-variant training '
                 f'objects {dh:.3f} vs {dn:.3f} for the normal objects of '
@@ -1043,10 +1032,11 @@ def _reading(result: dict) -> str:
                  'images not yet drawn over the known hard ones.'
                  if dh < 1 and unseen > 0 else '.'))
     recall_hard = np.concatenate(
-        [_values(r, 'recall_hard') for r in by.values()])
+        [record_values(r, 'recall_hard') for r in by.values()])
     if np.nan_to_num(recall_hard).max() == 0:
         normal = _mean(
-            np.concatenate([_values(r, 'recall_normal') for r in by.values()]))
+            np.concatenate(
+                [record_values(r, 'recall_normal') for r in by.values()]))
         diag.append('No run found a single hard variant (recall 0 for '
                     f'every method and seed, against {normal:.1f} % of the '
                     'normal objects of the same classes): at this budget '
@@ -1083,7 +1073,7 @@ def render_detection(result: dict, figures: Sequence[tuple],
     Returns:
         str: The section body (no top-level title).
     """
-    by = _by_method(result['records'])
+    by = group_by_method(result['records'])
     methods = [m for m in METHODS if m in by]
 
     def row(label: str, cells: Sequence[str]) -> str:
@@ -1101,7 +1091,7 @@ def render_detection(result: dict, figures: Sequence[tuple],
     for m in methods:
         lines.append(
             row(METHOD_LABELS[m],
-                [_fmt(_values(by[m], k)) for k, _ in COLUMNS]))
+                [_fmt(record_values(by[m], k)) for k, _ in COLUMNS]))
     lines.append('')
     pairs = [(m, r) for m, r in PAIRS if m in by and r in by]
     if pairs:
@@ -1122,7 +1112,7 @@ def render_detection(result: dict, figures: Sequence[tuple],
         lines.append('')
     diag_methods = [
         m for m in methods
-        if not np.isnan(_values(by[m], 'mass_hard_images')).all()
+        if not np.isnan(record_values(by[m], 'mass_hard_images')).all()
     ]
     if diag_methods:
         lines += [
@@ -1141,10 +1131,11 @@ def render_detection(result: dict, figures: Sequence[tuple],
         ]
         for m in diag_methods:
             cells = [
-                _fmt(_values(by[m], k), 3) for k in ('d_hard', 'd_normal')
+                _fmt(record_values(by[m], k), 3)
+                for k in ('d_hard', 'd_normal')
             ]
             cells += [
-                _fmt(_values(by[m], k), 1)
+                _fmt(record_values(by[m], k), 1)
                 for k in ('never_seen', 'mass_hard_images',
                           'share_hard_images')
             ]

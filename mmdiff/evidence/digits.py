@@ -35,7 +35,8 @@ import torch
 import torch.nn as nn
 
 from .training import (METHOD_LABELS, METHODS, TrainConfig, format_mean_std,
-                       mean_std, predict, train_classifier)
+                       group_by_method, mean_std, predict, record_values,
+                       train_classifier)
 
 __all__ = [
     'EVEN', 'ODD', 'GROUPS', 'PAPER_DIGITS', 'LongTailedDigitsConfig',
@@ -439,23 +440,12 @@ def run_digits_sensitivity(preset: DigitsPreset,
 # report
 
 
-def _by_method(records: Sequence[dict]) -> Dict[str, List[dict]]:
-    out: Dict[str, List[dict]] = {}
-    for rec in records:
-        out.setdefault(rec['method'], []).append(rec)
-    return out
-
-
-def _values(recs: Sequence[dict], key: str) -> np.ndarray:
-    return np.array([r[key] for r in recs], dtype=np.float64)
-
-
 def _paired(result: dict,
             key: str,
             method: str,
             reference: str = 'base') -> Optional[dict]:
     """Paired difference ``method - reference`` over the shared seeds."""
-    by = _by_method(result['records'])
+    by = group_by_method(result['records'])
     if method not in by or reference not in by:
         return None
     ref = {r['seed']: r[key] for r in by[reference]}
@@ -502,7 +492,7 @@ def plot_digits(result: dict,
     import matplotlib.pyplot as plt
 
     os.makedirs(fig_dir, exist_ok=True)
-    by = _by_method(result['records'])
+    by = group_by_method(result['records'])
     methods = [m for m in result['methods'] if m in by]
     figures = []
 
@@ -510,7 +500,7 @@ def plot_digits(result: dict,
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(methods)
     for i, method in enumerate(methods):
-        stats = [mean_std(_values(by[method], k)) for k in keys]
+        stats = [mean_std(record_values(by[method], k)) for k in keys]
         ax.bar(
             np.arange(len(keys)) + (i - (len(methods) - 1) / 2) * width,
             [s[0] for s in stats],
@@ -624,7 +614,7 @@ def render_digits(result: dict,
     Returns:
         str: The section body (no top-level title).
     """
-    by = _by_method(result['records'])
+    by = group_by_method(result['records'])
     methods = [m for m in result['methods'] if m in by]
     dc, tc, counts = result['data_cfg'], result['train_cfg'], result['counts']
     n_train = sum(counts.values())
@@ -672,8 +662,9 @@ def render_digits(result: dict,
     ]
     for method in methods:
         lines.append(
-            row(METHOD_LABELS[method],
-                [format_mean_std(_values(by[method], k)) for k, _ in keys]))
+            row(METHOD_LABELS[method], [
+                format_mean_std(record_values(by[method], k)) for k, _ in keys
+            ]))
     for method in methods:
         paper = PAPER_DIGITS.get(method, {})
         cells = [f'{paper[k]:.2f}' if k in paper else '' for k, _ in keys]
@@ -724,7 +715,7 @@ def render_digits(result: dict,
     for method in methods:
         cells = []
         for key, _ in rkeys:
-            vals = _values(by[method], key)
+            vals = record_values(by[method], key)
             if key == 'odd_minor_share':
                 vals = vals * 100
             cells.append(format_mean_std(vals, 2))
@@ -743,9 +734,10 @@ def render_digits(result: dict,
             '### Final difficulty D per sub-class group (difficulty method)',
             '',
             row('', [k for k in GROUPS]), '|' + '---|' * (len(GROUPS) + 1),
-            row('mean D (mean ± std over seeds)',
-                [format_mean_std(_values(recs, f'd_{k}'), 3) for k in GROUPS]),
-            ''
+            row('mean D (mean ± std over seeds)', [
+                format_mean_std(record_values(recs, f'd_{k}'), 3)
+                for k in GROUPS
+            ]), ''
         ]
     lines += [
         '### Training-set accuracy (%)', '',
@@ -754,7 +746,7 @@ def render_digits(result: dict,
     for method in methods:
         lines.append(
             row(METHOD_LABELS[method], [
-                format_mean_std(_values(by[method], 'train_' + k))
+                format_mean_std(record_values(by[method], 'train_' + k))
                 for k, _ in keys
             ]))
     lines.append('')
@@ -790,13 +782,13 @@ def _render_sensitivity(main: dict, sensitivity: Dict[str, list]) -> list:
             '|---|---|---|---|---|---|---|'
         ]
         for c, res in sensitivity['c']:
-            recs = _by_method(res['records'])['difficulty']
-            cells = [format_mean_std(_values(recs, k)) for k in keys]
+            recs = group_by_method(res['records'])['difficulty']
+            cells = [format_mean_std(record_values(recs, k)) for k in keys]
             cells.append(
                 _fmt_paired(
                     _paired(_combined(main, res), 'odd_minor', 'difficulty')))
             cells += [
-                format_mean_std(_values(recs, k))
+                format_mean_std(record_values(recs, k))
                 for k in ('class_ratio', 'subclass_ratio_odd')
             ]
             lines.append(f'| {c:g} | ' + ' | '.join(cells) + ' |')
@@ -813,10 +805,12 @@ def _render_sensitivity(main: dict, sensitivity: Dict[str, list]) -> list:
             '|---|---|---|---|---|---|---|'
         ]
         for ratio, res in sensitivity['class_ratio']:
-            by = _by_method(res['records'])
+            by = group_by_method(res['records'])
             counts = res['counts']
             for method in res['methods']:
-                cells = [format_mean_std(_values(by[method], k)) for k in keys]
+                cells = [
+                    format_mean_std(record_values(by[method], k)) for k in keys
+                ]
                 cells.append('' if method == 'base' else _fmt_paired(
                     _paired(res, 'odd_minor', method)))
                 lines.append(f'| {ratio:g} | {counts[1]} / {counts[3]} | '
@@ -847,10 +841,10 @@ def _reading(result: dict,
     Every figure in the text is computed from ``result`` / ``sensitivity``;
     the wording switches on the signs of the differences.
     """
-    by = _by_method(result['records'])
+    by = group_by_method(result['records'])
     mean = {
         m: {
-            k: _values(r, k).mean()
+            k: record_values(r, k).mean()
             for k in r[0] if not isinstance(r[0][k], (list, str))
         }
         for m, r in by.items()
@@ -953,20 +947,20 @@ def _reading_c(main: dict, runs: list) -> str:
     """Facts of the prior-c sensitivity, with the sampled-share swings."""
     rows = []
     for c, res in runs:
-        recs = _by_method(res['records'])['difficulty']
+        recs = group_by_method(res['records'])['difficulty']
         hist = np.array([r['history_odd_minor_share'] for r in recs]) * 100
         rows.append({
             'c': c,
-            'acc': _values(recs, 'odd_minor').mean(),
-            'ratio': _values(recs, 'class_ratio').mean(),
+            'acc': record_values(recs, 'odd_minor').mean(),
+            'ratio': record_values(recs, 'class_ratio').mean(),
             'peak': hist.mean(0).max(),
             'peak_epoch': int(hist.mean(0).argmax()) + 1,
             'last': hist.mean(0)[-1],
-            'd_even': _values(recs, 'd_even_minor').mean(),
-            'd_odd': _values(recs, 'd_odd_minor').mean(),
+            'd_even': record_values(recs, 'd_even_minor').mean(),
+            'd_odd': record_values(recs, 'd_odd_minor').mean(),
         })
     base_recs = [r for r in main['records'] if r['method'] == 'base']
-    base = _values(base_recs, 'odd_minor').mean() if base_recs else None
+    base = record_values(base_recs, 'odd_minor').mean() if base_recs else None
     best = max(rows, key=lambda r: r['acc'])
     text = [
         'Prior c: ' + '; '.join(

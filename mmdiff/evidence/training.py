@@ -23,7 +23,7 @@ order / draw of epoch ``t`` uses its own generator seeded by
 ``(seed, t)``, never the global numpy RNG.
 """
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -243,6 +243,19 @@ def train_classifier(model: nn.Module, x: np.ndarray, y: np.ndarray,
         weights = sample_weight.double().numpy()
         mass = weights / weights.sum()
     return TrainResult(model, mass, difficulty, history)
+
+
+def group_by_method(records: Sequence[dict]) -> Dict[str, List[dict]]:
+    """Result records grouped by their ``'method'``, in first-seen order."""
+    out: Dict[str, List[dict]] = {}
+    for rec in records:
+        out.setdefault(rec['method'], []).append(rec)
+    return out
+
+
+def record_values(recs: Sequence[dict], key: str) -> np.ndarray:
+    """``key`` of every record as float64 (NaN where a record lacks it)."""
+    return np.array([r.get(key, np.nan) for r in recs], dtype=np.float64)
 
 
 def mean_std(values: Sequence[float]) -> tuple:
