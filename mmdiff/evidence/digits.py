@@ -35,8 +35,8 @@ import torch
 import torch.nn as nn
 
 from .training import (METHOD_LABELS, METHODS, TrainConfig, format_mean_std,
-                       group_by_method, mean_std, predict, record_values,
-                       train_classifier)
+                       group_by_method, grouped_bars, mean_std, predict,
+                       record_values, train_classifier)
 
 __all__ = [
     'EVEN', 'ODD', 'GROUPS', 'PAPER_DIGITS', 'LongTailedDigitsConfig',
@@ -498,18 +498,12 @@ def plot_digits(result: dict,
 
     keys = ['overall', 'even', 'odd', *GROUPS]
     fig, ax = plt.subplots(figsize=(9, 4))
-    width = 0.8 / len(methods)
-    for i, method in enumerate(methods):
-        stats = [mean_std(record_values(by[method], k)) for k in keys]
-        ax.bar(
-            np.arange(len(keys)) + (i - (len(methods) - 1) / 2) * width,
-            [s[0] for s in stats],
-            width,
-            yerr=[s[1] for s in stats],
-            capsize=2,
-            label=METHOD_LABELS[method])
-    ax.set_xticks(np.arange(len(keys)))
-    ax.set_xticklabels([k.replace('_', '\n') for k in keys])
+    grouped_bars(
+        ax, {
+            METHOD_LABELS[m]:
+            [mean_std(record_values(by[m], k)) for k in keys]
+            for m in methods
+        }, [k.replace('_', '\n') for k in keys])
     ax.set_ylabel('test accuracy (%)')
     ax.set_ylim(0, 105)
     ax.legend(loc='lower left', fontsize=8)
@@ -524,6 +518,7 @@ def plot_digits(result: dict,
 
     fig, ax = plt.subplots(figsize=(9, 4))
     digits = np.arange(10)
+    width = 0.8 / len(methods)
     for i, method in enumerate(methods):
         mass = np.array([[r[f'mass_digit{d}'] for d in digits]
                          for r in by[method]]).mean(0)

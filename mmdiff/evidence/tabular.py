@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from .training import (METHOD_LABELS, METHODS, TrainConfig, format_mean_std,
-                       mean_std, predict, train_classifier)
+                       grouped_bars, mean_std, predict, train_classifier)
 
 __all__ = [
     'DATASETS', 'PAPER_TABULAR', 'load_dataset', 'split_standardise',
@@ -255,20 +255,12 @@ def plot_tabular(result: dict, fig_dir: str, stem: str = 'tabular') -> list:
     os.makedirs(fig_dir, exist_ok=True)
     names, methods = result['datasets'], result['methods']
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    width = 0.8 / len(methods)
-    for i, method in enumerate(methods):
-        stats = [
-            mean_std(_values(result, n, method, 'accuracy')) for n in names
-        ]
-        ax.bar(
-            np.arange(len(names)) + (i - (len(methods) - 1) / 2) * width,
-            [s[0] for s in stats],
-            width,
-            yerr=[s[1] for s in stats],
-            capsize=2,
-            label=METHOD_LABELS[method])
-    ax.set_xticks(np.arange(len(names)))
-    ax.set_xticklabels(names)
+    grouped_bars(
+        ax, {
+            METHOD_LABELS[m]:
+            [mean_std(_values(result, n, m, 'accuracy')) for n in names]
+            for m in methods
+        }, names)
     ax.set_ylabel('test accuracy (%)')
     ax.set_ylim(80, 101)
     ax.legend(loc='lower left', fontsize=8)

@@ -258,6 +258,28 @@ def record_values(recs: Sequence[dict], key: str) -> np.ndarray:
     return np.array([r.get(key, np.nan) for r in recs], dtype=np.float64)
 
 
+def grouped_bars(ax: object, stats: Dict[str, Sequence[tuple]],
+                 tick_labels: Sequence[str]) -> None:
+    """One group of bars per tick, one bar per series, std error bars.
+
+    Args:
+        ax (matplotlib.axes.Axes): where to draw.
+        stats (dict): series label -> ``(mean, std)`` per tick.
+        tick_labels (Sequence[str]): the label of every group.
+    """
+    x = np.arange(len(tick_labels))
+    width = 0.8 / len(stats)
+    for i, (label, series) in enumerate(stats.items()):
+        ax.bar(
+            x + (i - (len(stats) - 1) / 2) * width, [s[0] for s in series],
+            width,
+            yerr=[s[1] for s in series],
+            capsize=2,
+            label=label)
+    ax.set_xticks(x)
+    ax.set_xticklabels(tick_labels)
+
+
 def mean_std(values: Sequence[float]) -> tuple:
     """Mean and sample standard deviation (ddof 1; 0 for one value).
 
