@@ -10,6 +10,7 @@ unlearning term per instance, instance difficulty is aggregated per image
 and handed to the sampler for the next epoch. The state and the sampler
 are saved in checkpoints under one key (:data:`CHECKPOINT_KEY`).
 """
+import logging
 import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -423,7 +424,7 @@ class DifficultyHook(Hook):
                 'with NaN / inf probabilities this epoch (never added to '
                 'the difficulty state); check the loss for divergence.',
                 logger='current',
-                level=30)
+                level=logging.WARNING)
 
     def _dump(self, runner: Any, inst_d: np.ndarray,
               img_d: np.ndarray) -> None:
@@ -460,7 +461,7 @@ class DifficultyHook(Hook):
                 'DifficultyHook: the checkpoint has no difficulty state '
                 f'({CHECKPOINT_KEY!r}); training starts a fresh one.',
                 logger='current',
-                level=30)
+                level=logging.WARNING)
 
     def _restore(self, runner: Any) -> None:
         loaded, self._loaded = self._loaded, None
