@@ -5,7 +5,7 @@ Usage::
     python tools/reproduce_evidence.py             # all sections, full
     python tools/reproduce_evidence.py --quick     # a few minutes, 2 cores
     python tools/reproduce_evidence.py --sections digits,tabular
-    python tools/reproduce_evidence.py --sections detection  # ~45 min
+    python tools/reproduce_evidence.py --sections detection
 
 Every section renders one block of ``docs/results.md`` between
 ``<!-- section: NAME begin -->`` and ``<!-- section: NAME end -->``
@@ -57,11 +57,14 @@ class SectionContext:
         num_seeds (int, optional): ``--seeds``, overriding the preset.
         fig_dir (str): Folder to write the section's PNG files into.
         fig_rel (str): The same folder relative to the markdown file.
+        jobs (int): ``--jobs``: runs a section may train at once, each
+            in its own process. Defaults to 1.
     """
     quick: bool
     num_seeds: Optional[int]
     fig_dir: str
     fig_rel: str
+    jobs: int = 1
 
 
 @dataclass
@@ -106,7 +109,8 @@ def run_detection_section(ctx: SectionContext) -> str:
     preset = detection_presets(
         ctx.quick,
         ctx.num_seeds,
-        work_dir=osp.join(REPO_ROOT, 'work_dirs', 'evidence', 'detection'))
+        work_dir=osp.join(REPO_ROOT, 'work_dirs', 'evidence', 'detection'),
+        jobs=ctx.jobs)
     result = run_detection(preset)
     return render_detection(result, plot_detection(result, ctx.fig_dir),
                             ctx.fig_rel)
@@ -153,13 +157,30 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=1,
         help='torch CPU threads (default: 1, for shared machines)')
+    parser.add_argument(
+        '--jobs',
+        type=int,
+        default=None,
+        help='detection runs trained at once, each in its own process '
+        'with 1 torch thread (default: the usable cores)')
     args = parser.parse_args()
+    if args.jobs is None:
+        args.jobs = usable_cores()
+    if args.jobs < 1:
+        parser.error(f'--jobs must be >= 1, got {args.jobs}')
     chosen = [s.strip() for s in args.sections.split(',') if s.strip()]
     unknown = sorted(set(chosen) - set(names))
     if unknown or not chosen:
         parser.error(f'--sections: unknown {unknown}, choose from {names}')
     args.sections = chosen
     return args
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def cpu_model() -> str:
@@ -192,8 +213,7 @@ def versions() -> Dict[str, str]:
 
 def run_header(command: str, seconds: float, started: datetime) -> str:
     """The provenance lines at the top of a section block."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(
-        os, 'sched_getaffinity') else os.cpu_count()
+    cores = usable_cores()
     vers = ', '.join(f'{k} {v}' for k, v in versions().items())
     return '\n'.join([
         f'- Command: `{command}`',
@@ -255,7 +275,8 @@ def main() -> None:
         tic = time.perf_counter()
         print(f'[{section.name}] running ...', flush=True)
         body = section.run(
-            SectionContext(args.quick, args.seeds, fig_dir, fig_rel))
+            SectionContext(args.quick, args.seeds, fig_dir, fig_rel,
+                           args.jobs))
         seconds = time.perf_counter() - tic
         print(f'[{section.name}] done in {seconds:.0f} s', flush=True)
         mode = 'quick' if args.quick else 'full'

@@ -38,13 +38,16 @@ are paired comparisons.
 import gc
 import json
 import math
+import multiprocessing
 import os
 import os.path as osp
 import time
 import uuid
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 import numpy as np
 import torch
@@ -342,9 +345,13 @@ class DetectionPreset:
         iou_thr (float): IoU of the hard-variant recall. Defaults to 0.5.
         score_thr (float): Score threshold of the hard-variant recall.
             Defaults to 0.05.
-        threads (int): torch CPU threads during the runs. Defaults to 1:
-            on the 2-core machines, 2 threads ran ten times slower than 1
-            as soon as another process used a core.
+        threads (int): torch CPU threads of each run. Defaults to 1: on
+            the 2-core machines, 2 threads ran ten times slower than 1 as
+            soon as another process used a core.
+        jobs (int): Runs trained at the same time, each in its own
+            (spawned) process with ``threads`` threads. Defaults to 1
+            (in this process). The records do not depend on it: a run is
+            fixed by its method and seed.
         num_workers (int): Data loader workers. Defaults to 0 (in the
             main process: on 2 cores, workers compete with the model).
         work_dir (str): Run folders, the data and ``results.json``
@@ -367,6 +374,7 @@ class DetectionPreset:
     iou_thr: float = 0.5
     score_thr: float = 0.05
     threads: int = 1
+    jobs: int = 1
     num_workers: int = 0
     work_dir: str = osp.join('work_dirs', 'evidence', 'detection')
     data_root: Optional[str] = None
@@ -379,7 +387,8 @@ class DetectionPreset:
                              f'{METHODS}, got {self.methods}')
         if not self.seeds:
             raise ValueError('seeds must not be empty')
-        for name in ('epochs', 'images_per_epoch', 'batch_size', 'threads'):
+        for name in ('epochs', 'images_per_epoch', 'batch_size', 'threads',
+                     'jobs'):
             if getattr(self, name) < 1:
                 raise ValueError(
                     f'{name} must be >= 1, got {getattr(self, name)}')
@@ -407,18 +416,20 @@ class DetectionPreset:
 
 def detection_presets(quick: bool,
                       num_seeds: Optional[int] = None,
-                      work_dir: Optional[str] = None) -> DetectionPreset:
+                      work_dir: Optional[str] = None,
+                      jobs: int = 1) -> DetectionPreset:
     """The settings ``tools/reproduce_evidence.py`` runs.
 
-    Full is half the demo's schedule (4 epochs of the 300 training images,
-    batch 4: 300 iterations, warm-up 50, lr x0.1 for the last epoch) for
+    Full is 5 epochs of the 300 training images (batch 4: 375
+    iterations, warm-up 50, lr x0.1 after 75 %; the demo trains 8) for
     every method, 3 seeds; quick is 4 epochs of 120 images (120
-    iterations), 1 seed. Calibration on the 2-core machine, shared with
-    other jobs (load 1-4): 0.6-0.85 s per iteration and 3-4 s per
-    evaluation (80 images) with 1 torch thread, so full takes about
-    15 x 185 s = 46 minutes and quick about 5 x 90 s = 8 minutes (a quick
-    run took 461 s). With 2 threads the same iterations took 4-7 s (ten
-    times slower) whenever any other process ran, hence
+    iterations), 1 seed. Calibration on the quiet 2-core machine with 1
+    torch thread per run: 0.77 s per iteration whether one run or two
+    ran at once (``jobs`` 2), 4 s per evaluation (80 images), about 1.5
+    GB of memory per run; so with 2 jobs full takes about
+    ceil(15 / 2) x 300 s = 40 minutes and quick 3 x 98 s = 5 minutes
+    (one job: 493 s). With 2 threads per run the same iterations took
+    4-7 s (ten times slower) whenever any other process ran, hence
     :attr:`DetectionPreset.threads` = 1.
 
     Args:
@@ -427,12 +438,16 @@ def detection_presets(quick: bool,
             ``0 .. num_seeds - 1``). Defaults to 1 (quick) / 3 (full).
         work_dir (str, optional): Overrides :attr:`DetectionPreset.
             work_dir`. Defaults to None.
+        jobs (int): :attr:`DetectionPreset.jobs`, runs trained at once.
+            Defaults to 1.
 
     Returns:
         DetectionPreset: The setting.
     """
     num = num_seeds if num_seeds is not None else (1 if quick else 3)
-    extra = {} if work_dir is None else dict(work_dir=work_dir)
+    extra: Dict[str, Any] = dict(jobs=jobs)
+    if work_dir is not None:
+        extra['work_dir'] = work_dir
     if quick:
         return DetectionPreset(
             seeds=list(range(num)),
@@ -441,7 +456,7 @@ def detection_presets(quick: bool,
             warmup_iters=30,
             **extra)
     return DetectionPreset(
-        seeds=list(range(num)), epochs=4, images_per_epoch=300, **extra)
+        seeds=list(range(num)), epochs=5, images_per_epoch=300, **extra)
 
 
 def _sampler_cfg(method: str, preset: DetectionPreset) -> Tuple[dict, bool]:
@@ -684,13 +699,55 @@ def _versions() -> Dict[str, str]:
         mmcv=mmcv.__version__)
 
 
+#: One run: (method, seed, work_dir).
+Run = Tuple[str, int, str]
+
+
+def _run_in_worker(preset: DetectionPreset, method: str, seed: int,
+                   work_dir: str) -> Dict[str, Any]:
+    """:func:`_run_one` in a spawned worker process, ``preset.threads``
+    torch threads."""
+    torch.set_num_threads(preset.threads)
+    return _run_one(preset, method, seed, work_dir)
+
+
+def _train_all(preset: DetectionPreset,
+               runs: List[Run]) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """Yield ``(index in runs, record)`` as the runs finish.
+
+    ``preset.jobs`` > 1 trains that many runs at once in spawned
+    processes (not forked: the parent's OpenMP / autograd threads do not
+    survive a fork); a failed run stops the others and raises its error.
+    """
+    if preset.jobs == 1 or len(runs) == 1:
+        for index, (method, seed, work_dir) in enumerate(runs):
+            yield index, _run_one(preset, method, seed, work_dir)
+        return
+    context = multiprocessing.get_context('spawn')
+    with ProcessPoolExecutor(
+            max_workers=min(preset.jobs, len(runs)),
+            mp_context=context) as pool:
+        futures = {
+            pool.submit(_run_in_worker, preset, *run): index
+            for index, run in enumerate(runs)
+        }
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
 def run_detection(
         preset: DetectionPreset,
         progress: Optional[Callable[[str], None]] = print) -> Dict[str, Any]:
     """Train every method on every seed; evaluate each run.
 
-    Seeds run in the outer loop. The result so far is written to
-    ``{work_dir}/results.json`` after every run (re-render it with
+    Seeds run in the outer loop, ``preset.jobs`` runs at a time. The
+    result so far is written to ``{work_dir}/results.json`` after every
+    run, its records in (seed, method) order (re-render it with
     :func:`render_detection` without training again).
 
     Args:
@@ -728,23 +785,26 @@ def run_detection(
             threads=preset.threads,
             versions=_versions(),
             seconds=0.0)
-        for seed in preset.seeds:
-            for method in preset.methods:
-                work_dir = osp.join(preset.work_dir, 'runs',
-                                    f'{method}_seed{seed}')
-                rec = _run_one(preset, method, seed, work_dir)
-                result['records'].append(rec)
-                result['seconds'] = time.perf_counter() - start
-                # Written after every run: a stopped run keeps its records.
-                with open(osp.join(preset.work_dir, 'results.json'), 'w') as f:
-                    json.dump(result, f, indent=1)
-                if progress is not None:
-                    progress(f"[detection] {method} seed {seed}: "
-                             f"AP {rec['AP']:.2f}, APr {rec['APr']:.2f}, "
-                             f"hard recall {rec['recall_hard']:.1f} %, "
-                             f"{rec['iterations']} iters, train "
-                             f"{rec['train_seconds']:.0f} s, eval "
-                             f"{rec['eval_seconds']:.0f} s")
+        runs = [(method, seed,
+                 osp.join(preset.work_dir, 'runs', f'{method}_seed{seed}'))
+                for seed in preset.seeds for method in preset.methods]
+        done: Dict[int, Dict[str, Any]] = {}
+        for index, rec in _train_all(preset, runs):
+            done[index] = rec
+            # The records in (seed, method) order, whatever the finishing
+            # order; written after every run: a stopped run keeps them.
+            result['records'] = [done[i] for i in sorted(done)]
+            result['seconds'] = time.perf_counter() - start
+            with open(osp.join(preset.work_dir, 'results.json'), 'w') as f:
+                json.dump(result, f, indent=1)
+            if progress is not None:
+                progress(f"[detection] {rec['method']} seed {rec['seed']}: "
+                         f"AP {rec['AP']:.2f}, APr {rec['APr']:.2f}, "
+                         f"hard recall {rec['recall_hard']:.1f} %, "
+                         f"{rec['iterations']} iters, train "
+                         f"{rec['train_seconds']:.0f} s, eval "
+                         f"{rec['eval_seconds']:.0f} s "
+                         f"({len(done)}/{len(runs)})")
     finally:
         torch.set_num_threads(threads)
     return result
@@ -933,7 +993,8 @@ def _setting(result: dict) -> List[str]:
         f"- Seeds: {', '.join(str(s) for s in seeds)} ({len(seeds)}; a seed "
         'fixes the initial weights and the sampler draws, the data are '
         'fixed; a method and its prior draw the same first epoch). '
-        f"Device: {result['device']}, torch threads {result['threads']}, " +
+        f"Device: {result['device']}, torch threads {result['threads']} "
+        f"per run, {p.get('jobs', 1)} run(s) at a time, " +
         ', '.join(f'{k} {v}'
                   for k, v in result.get('versions', {}).items()) + '. '
         f"Timing: {t['s_per_iter']:.2f} s / iteration "
