@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny synthetic LVIS set and the demo config on it."""
 import os.path as osp
+import socket
 import uuid
 from typing import Any
 
@@ -10,6 +11,13 @@ DEMO_CONFIG = osp.join(REPO, 'configs', 'demo',
                        'mask-rcnn_r18_synthetic-lvis_difficulty.py')
 # Small enough for a few CPU iterations, large enough for every LVIS group.
 TINY_SYNTHETIC = dict(seed=0, num_train=32, num_val=20)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for gloo)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope='session')

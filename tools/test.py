@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 
 import mmdiff  # noqa: F401  (registers mmdiff's modules, applies compat)
 from mmdiff.datasets.data_files import DataFilesNotFoundError, check_data_files
+from mmdiff.dist import prepare_cpu_launch
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,6 +68,14 @@ def main() -> None:
     except DataFilesNotFoundError as err:
         # A missing download is not a bug: the message, no traceback.
         print(f'error: {err}', file=sys.stderr, end='')
+        sys.exit(1)
+
+    # CPU-only machines: torchrun processes talk through gloo (mmengine
+    # 0.10.7's init_dist needs CUDA).
+    try:
+        prepare_cpu_launch(cfg)
+    except RuntimeError as err:
+        print(f'error: {err}', file=sys.stderr)
         sys.exit(1)
 
     if 'runner_type' not in cfg:

@@ -153,6 +153,37 @@ def test_resume_draws_the_uninterrupted_indices(synthetic_lvis_root: str,
     assert ckpt[CHECKPOINT_KEY]['state']['epoch'] == 2
 
 
+def test_the_hook_only_observes_training(synthetic_lvis_root: str,
+                                         tmp_path: Any) -> None:
+    """With a sampler that ignores the difficulty, training is unchanged.
+
+    The capture wraps the RoI head's loss methods; it must not change the
+    losses, the gradients or the random draws: the weights after two
+    epochs with the hook equal those without it, bit for bit.
+    """
+
+    def train(name: str, hook: bool) -> Dict[str, torch.Tensor]:
+        cfg = tiny_demo_cfg(synthetic_lvis_root, osp.join(str(tmp_path),
+                                                          name), 2,
+                            **{'train_dataloader.sampler.scheme': 'uniform'})
+        if not hook:
+            cfg.custom_hooks = []
+        runner = _build(cfg)
+        runner.train()
+        assert any(isinstance(h, DifficultyHook) for h in runner.hooks) == hook
+        if hook:
+            assert _hook(runner).state.epoch == 2
+        return {
+            k: v.detach().clone()
+            for k, v in runner.model.state_dict().items()
+        }
+
+    with_hook, without = train('with', True), train('without', False)
+    assert with_hook.keys() == without.keys()
+    for name, value in with_hook.items():
+        assert torch.equal(value, without[name]), name
+
+
 def test_load_from_starts_fresh(synthetic_lvis_root: str,
                                 tmp_path: Any) -> None:
     cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path), 1)

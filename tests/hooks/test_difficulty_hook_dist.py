@@ -8,16 +8,14 @@ of both, and that both ended with the same sampler probabilities, the
 same instance difficulty and the same weights.
 
 mmengine's ``init_dist('pytorch')`` calls ``torch.cuda.set_device``, which
-a CPU-only torch build lacks (AttributeError), so each rank opens the gloo
-process group itself; the Runner then sees it initialised and skips
-``init_dist``. Its default DDP wrapper passes ``device_ids=[LOCAL_RANK]``,
-which torch rejects for CPU modules, hence ``model_wrapper_cfg`` with
-``device_ids=None``. Any CPU DDP run with mmengine 0.10.7 needs both.
+a CPU-only torch build lacks, and its default DDP wrapper passes
+``device_ids=[LOCAL_RANK]``, which torch rejects for CPU modules; each rank
+calls :func:`mmdiff.dist.prepare_cpu_launch`, as ``tools/train.py`` does,
+which opens the gloo group (the Runner then skips ``init_dist``) and drops
+the ``device_ids``.
 """
-import datetime
 import os
 import os.path as osp
-import socket
 import sys
 from typing import Any, Dict, List
 
@@ -31,8 +29,9 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
+from mmdiff.dist import prepare_cpu_launch
 from mmdiff.hooks import DifficultyHook
-from ..conftest import tiny_demo_cfg
+from ..conftest import free_port, tiny_demo_cfg
 
 pytestmark = [
     pytest.mark.slow,
@@ -40,6 +39,9 @@ pytestmark = [
     pytest.mark.skipif(
         not sys.platform.startswith('linux'),
         reason='forks the training processes'),
+    pytest.mark.skipif(
+        torch.cuda.is_available(),
+        reason='the CPU (gloo) path; with CUDA mmengine opens nccl'),
 ]
 
 WORLD_SIZE = 2
@@ -128,12 +130,6 @@ class DistRecordHook(Hook):
                    self._path(runner, 'weights.pth'))
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def _train_rank(rank: int, port: int, data_root: str, work_dir: str,
                 storage: str) -> None:
     """One DDP rank (the body of a forked process)."""
@@ -146,24 +142,19 @@ def _train_rank(rank: int, port: int, data_root: str, work_dir: str,
         RANK=str(rank),
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(WORLD_SIZE))
-    torch_dist.init_process_group(
-        'gloo',
-        rank=rank,
-        world_size=WORLD_SIZE,
-        timeout=datetime.timedelta(seconds=120))
+    cfg = tiny_demo_cfg(
+        data_root,
+        work_dir,
+        max_epochs=EPOCHS,
+        **{'train_dataloader.sampler.num_samples': NUM_SAMPLES})
+    cfg.launcher = 'pytorch'
+    cfg.env_cfg = dict(
+        cudnn_benchmark=False,
+        mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+        dist_cfg=dict(backend='nccl', timeout=120))
+    # What tools/train.py does: gloo instead of nccl, DDP without GPUs.
+    assert prepare_cpu_launch(cfg)
     try:
-        cfg = tiny_demo_cfg(
-            data_root,
-            work_dir,
-            max_epochs=EPOCHS,
-            **{'train_dataloader.sampler.num_samples': NUM_SAMPLES})
-        cfg.launcher = 'pytorch'
-        cfg.env_cfg = dict(
-            cudnn_benchmark=False,
-            mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-            dist_cfg=dict(backend='gloo'))
-        cfg.model_wrapper_cfg = dict(
-            type='MMDistributedDataParallel', device_ids=None)
         cfg.default_hooks.checkpoint = None
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
         cfg.custom_hooks[0].update(storage=storage, topk=4)
@@ -181,7 +172,7 @@ def test_two_rank_gloo_run_agrees(synthetic_lvis_root: str, tmp_path: Any,
     work_dir = str(tmp_path)
     mp.start_processes(
         _train_rank,
-        args=(_free_port(), synthetic_lvis_root, work_dir, storage),
+        args=(free_port(), synthetic_lvis_root, work_dir, storage),
         nprocs=WORLD_SIZE,
         join=True,
         start_method='fork')

@@ -4,7 +4,6 @@ Both ranks build the sampler with ``seed=None`` (so the seed is broadcast by
 ``sync_random_seed``), set the same difficulty, draw their shard, and
 all_gather shows the shards are equal-length slices of one global list.
 """
-import socket
 from typing import List
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from mmdiff.samplers import DifficultyClassAwareSampler
+from ..conftest import free_port
 
 NUM_IMAGES = 10
 WORLD_SIZE = 2
@@ -27,12 +27,6 @@ class _Dataset:
 
     def get_cat_ids(self, idx: int) -> List[int]:
         return [idx % 3] if idx % 4 else [0, 2]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
@@ -65,7 +59,7 @@ def test_two_gloo_ranks_draw_slices_of_one_global_list(tmp_path):
     # 2 busy cores); the parent has no CUDA or gloo state to inherit.
     mp.start_processes(
         _worker,
-        args=(_free_port(), str(tmp_path)),
+        args=(free_port(), str(tmp_path)),
         nprocs=WORLD_SIZE,
         join=True,
         start_method='fork')
