@@ -33,6 +33,15 @@ def no_torchrun_env(monkeypatch: Any) -> None:
         monkeypatch.delenv(key, raising=False)
 
 
+@pytest.fixture
+def one_rank_env(monkeypatch: Any) -> None:
+    """What torchrun sets for a world of one process, on a free port."""
+    monkeypatch.setenv('RANK', '0')
+    monkeypatch.setenv('WORLD_SIZE', '1')
+    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
+    monkeypatch.setenv('MASTER_PORT', str(free_port()))
+
+
 def _cfg(**kwargs: Any) -> Config:
     return Config(
         dict(
@@ -67,12 +76,8 @@ def test_pytorch_launcher_outside_torchrun(no_torchrun_env: None) -> None:
         prepare_cpu_launch(_cfg(launcher='pytorch'))
 
 
-def test_one_process_group_and_a_cpu_wrapper(monkeypatch: Any) -> None:
+def test_one_process_group_and_a_cpu_wrapper(one_rank_env: None) -> None:
     """In this process, world size 1: the group opens, the config follows."""
-    monkeypatch.setenv('RANK', '0')
-    monkeypatch.setenv('WORLD_SIZE', '1')
-    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
-    monkeypatch.setenv('MASTER_PORT', str(free_port()))
     cfg = _cfg(launcher='pytorch', find_unused_parameters=True)
     assert not torch_dist.is_initialized()
     try:
@@ -90,11 +95,8 @@ def test_one_process_group_and_a_cpu_wrapper(monkeypatch: Any) -> None:
         device_ids=None)
 
 
-def test_a_configured_ddp_wrapper_keeps_its_options(monkeypatch: Any) -> None:
-    monkeypatch.setenv('RANK', '0')
-    monkeypatch.setenv('WORLD_SIZE', '1')
-    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
-    monkeypatch.setenv('MASTER_PORT', str(free_port()))
+def test_a_configured_ddp_wrapper_keeps_its_options(
+        one_rank_env: None) -> None:
     cfg = _cfg(
         launcher='pytorch',
         model_wrapper_cfg=dict(

@@ -423,14 +423,13 @@ def detection_presets(quick: bool,
     Full is 5 epochs of the 300 training images (batch 4: 375
     iterations, warm-up 50, lr x0.1 after 75 %; the demo trains 8) for
     every method, 3 seeds; quick is 4 epochs of 120 images (120
-    iterations), 1 seed. Calibration on the quiet 2-core machine with 1
-    torch thread per run: 0.77 s per iteration whether one run or two
-    ran at once (``jobs`` 2), 4 s per evaluation (80 images), about 1.5
-    GB of memory per run; so with 2 jobs full takes about
-    ceil(15 / 2) x 300 s = 40 minutes and quick 3 x 98 s = 5 minutes
-    (one job: 493 s). With 2 threads per run the same iterations took
-    4-7 s (ten times slower) whenever any other process ran, hence
-    :attr:`DetectionPreset.threads` = 1.
+    iterations), 1 seed. Measured on the quiet 2-core machine with 1
+    torch thread per run: 0.77-0.86 s per iteration whether one run or
+    two ran at once (``jobs`` 2), 4 s per evaluation (80 images), about
+    1.5 GB of memory per run; with 2 jobs full took 2623 s (15 runs of
+    ~330 s) and quick 297 s (one job: 493 s). With 2 threads per run the
+    same iterations took 4-7 s (ten times slower) whenever any other
+    process ran, hence :attr:`DetectionPreset.threads` = 1.
 
     Args:
         quick (bool): One seed and a shorter schedule.
