@@ -1,0 +1,216 @@
+"""DifficultyState against a brute-force reference written in plain loops.
+
+The reference follows the paper's formulas (Yu et al., CVPR 2022; see
+docs/method.md) one instance and one class at a time, with Python floats:
+
+    delta_j = q_j - p_j,  psi_j = delta_j * ln(q_j / p_j)
+    dl = [delta_y > 0] psi_y + sum_{j != y} [delta_j < 0] psi_j
+    du = [delta_y < 0] psi_y + sum_{j != y} [delta_j > 0] psi_j
+    D  = (c + sum du) / (c + sum dl)
+
+with one term per instance per epoch, between its last prediction of the
+epoch and its last prediction of the previous epoch it was seen in
+(``p_0 = 1 / K`` on first sight), and ``reset`` forgetting an instance.
+For top-k storage the stored previous prediction is what the documented
+codec keeps (true class, the k likeliest others, the rest spread evenly);
+the first term is exact.
+
+Sequences are adversarial: unique unsorted ids, repeated ids within and
+across calls, instances skipped for epochs, resets between calls, empty
+calls and several calls per epoch (one per rank).
+"""
+import math
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmdiff.core import (DifficultyState, compress, decompress,
+                         psi_split_from_prior)
+
+EPS = 1e-12
+Row = Tuple[List[float], int]  # (probabilities, label)
+
+
+def reference_split(prev: List[float], cur: List[float],
+                    label: int) -> Tuple[float, float]:
+    """(dl, du) between two probability vectors, class by class."""
+    dl = du = 0.0
+    for j in range(len(cur)):
+        delta = cur[j] - prev[j]
+        psi = delta * (math.log(max(cur[j], EPS)) - math.log(max(prev[j], EPS)))
+        if j == label:
+            if delta > 0:
+                dl += psi
+            elif delta < 0:
+                du += psi
+        else:
+            if delta < 0:
+                dl += psi
+            elif delta > 0:
+                du += psi
+    return dl, du
+
+
+def reference_codec(probs: List[float], label: int, k: int) -> List[float]:
+    """The dense vector a top-k record stands for (true, top k, even rest)."""
+    num_classes = len(probs)
+    others = [j for j in range(num_classes) if j != label]
+    others.sort(key=lambda j: -probs[j])
+    kept = others[:k]
+    rest = sum(probs[j] for j in others[k:])
+    free = num_classes - 1 - k
+    out = [rest / free if free else 0.0] * num_classes
+    out[label] = probs[label]
+    for j in kept:
+        # the state stores float16 codes of p * 2 ** 15
+        out[j] = float(np.float16(probs[j] * 2.0**15)) / 2.0**15
+    return out
+
+
+class ReferenceState:
+    """DifficultyState in loops: dict-of-lists, one instance at a time."""
+
+    def __init__(self, num_instances: int, num_classes: int, c: float,
+                 topk: Optional[int]) -> None:
+        self.n, self.k_classes, self.c, self.topk = (num_instances,
+                                                     num_classes, c, topk)
+        self.prev: Dict[int, List[float]] = {}
+        self.buffer: Dict[int, Row] = {}
+        self.sum_dl = [0.0] * num_instances
+        self.sum_du = [0.0] * num_instances
+
+    def observe(self, ids: List[int], probs: List[List[float]],
+                labels: List[int]) -> None:
+        for i, row, label in zip(ids, probs, labels):
+            self.buffer[i] = (row, label)  # the last occurrence wins
+
+    def end_epoch(self) -> int:
+        for i, (row, label) in self.buffer.items():
+            if i in self.prev:
+                prev = self.prev[i]
+            else:
+                prev = [1.0 / self.k_classes] * self.k_classes
+            if self.topk is None:
+                cur = row
+            else:
+                cur = reference_codec(row, label, self.topk)
+            # The first term is always taken from the exact prediction.
+            dl, du = reference_split(prev, row if i not in self.prev else cur,
+                                     label)
+            self.sum_dl[i] += dl
+            self.sum_du[i] += du
+            self.prev[i] = cur
+        updated = len(self.buffer)
+        self.buffer = {}
+        return updated
+
+    def reset(self, ids: List[int]) -> None:
+        for i in ids:
+            self.sum_dl[i] = self.sum_du[i] = 0.0
+            self.prev.pop(i, None)
+            self.buffer.pop(i, None)
+
+    def difficulty(self) -> List[float]:
+        return [(self.c + du) / (self.c + dl)
+                for dl, du in zip(self.sum_dl, self.sum_du)]
+
+
+def random_rows(rng: np.random.Generator, n: int, num_classes: int,
+                scale: float) -> np.ndarray:
+    logits = rng.normal(size=(n, num_classes)) * scale
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_program(rng: np.random.Generator, num_instances: int,
+                 num_classes: int, epochs: int) -> List[tuple]:
+    """A random sequence of observe / reset / end_epoch steps."""
+    labels = rng.integers(0, num_classes, num_instances)
+    steps: List[tuple] = []
+    for _ in range(epochs):
+        for _ in range(int(rng.integers(0, 4))):  # calls ("ranks")
+            kind = rng.random()
+            if kind < 0.15:
+                steps.append(('observe', np.zeros(0, np.int64)))
+            elif kind < 0.3:
+                steps.append(('reset',
+                              rng.choice(num_instances,
+                                         int(rng.integers(1, 4)))))
+            else:
+                size = int(rng.integers(1, num_instances + 3))
+                if rng.random() < 0.5:  # unique, unsorted, some skipped
+                    ids = rng.permutation(num_instances)[:min(
+                        size, num_instances)]
+                else:  # repeated ids
+                    ids = rng.integers(0, num_instances, size)
+                steps.append(('observe', ids))
+        steps.append(('end_epoch', None))
+    return [(kind, ids, labels) for kind, ids in steps]
+
+
+def run_program(rng: np.random.Generator, steps: List[tuple],
+                state: DifficultyState, ref: ReferenceState,
+                compressed: bool) -> None:
+    num_classes = state.num_classes
+    for kind, ids, labels in steps:
+        if kind == 'reset':
+            state.reset(ids)
+            ref.reset(ids.tolist())
+        elif kind == 'end_epoch':
+            assert state.end_epoch() == ref.end_epoch()
+        else:
+            probs = random_rows(rng, ids.size, num_classes,
+                                float(rng.uniform(0.3, 4)))
+            lab = labels[ids]
+            if compressed:
+                records = compress(probs, lab, state.topk)
+                prior = psi_split_from_prior(probs, lab)
+                if state.storage == 'dense':
+                    # dense storage keeps what the records stand for
+                    probs = decompress(lab, *records, num_classes)
+                    prior = (None, None)
+                state.observe_compressed(ids, lab, *records, *prior)
+            else:
+                state.observe(ids, probs, lab)
+            ref.observe(ids.tolist(), probs.astype(np.float64).tolist(),
+                        lab.tolist())
+            assert state.num_pending == len(ref.buffer)
+        np.testing.assert_allclose(
+            state.difficulty(), ref.difficulty(), rtol=2e-3, atol=1e-6)
+
+
+CASES = [('dense', 3, False), ('topk', 3, False), ('topk', 0, False),
+         ('topk', 3, True), ('dense', 3, True)]
+
+
+@pytest.mark.parametrize('storage,topk,compressed', CASES)
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_matches_brute_force_reference(storage: str, topk: int,
+                                       compressed: bool, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    num_instances = int(rng.integers(1, 9))
+    num_classes = int(rng.integers(topk + 2, 9))
+    c = float(rng.choice([0.5, 1.0, 3.0]))
+    state = DifficultyState(
+        num_instances, num_classes, c=c, storage=storage, topk=topk)
+    ref = ReferenceState(num_instances, num_classes, c,
+                         None if storage == 'dense' else topk)
+    steps = make_program(rng, num_instances, num_classes,
+                         int(rng.integers(1, 6)))
+    run_program(rng, steps, state, ref, compressed)
+
+
+@pytest.mark.parametrize('storage', ['dense', 'topk'])
+def test_unique_unsorted_ids_land_on_their_instance(storage: str) -> None:
+    # The reproduction of the ordering defect: instance 2 is the only one
+    # whose prediction moved, so it is the only one below D = 1.
+    state = DifficultyState(3, 3, storage=storage, topk=1)
+    state.observe([2, 0, 1], [[.9, .05, .05], [1 / 3] * 3, [1 / 3] * 3],
+                  [0, 0, 0])
+    state.end_epoch()
+    d = state.difficulty()
+    assert d[2] < 1 and d[0] == 1 and d[1] == 1
