@@ -284,13 +284,19 @@ def _cpu_threads(device: torch.device, num: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _last_rows(ids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Unique ids and, for each, the row of its last occurrence."""
+def _last_rows(
+        ids: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Unique ids and, for each, the row of its last occurrence.
+
+    The rows are None when every row is kept in its own order (the ids are
+    already unique); otherwise callers must take ``values[rows]`` so that
+    each value stays with its id.
+    """
     n = ids.numel()
     if ids.device.type != 'cpu':
         uniq, inverse = torch.unique(ids, return_inverse=True)
         if uniq.numel() == n:
-            return ids, torch.arange(n, device=ids.device)
+            return ids, None
         pos = torch.arange(n, device=ids.device)
         last = torch.full_like(uniq, -1).scatter_reduce(
             0, inverse, pos, reduce='amax')
@@ -298,7 +304,7 @@ def _last_rows(ids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     # numpy on CPU: torch's threaded sort took 100x longer on busy cores.
     array = ids.numpy()
     if n < 2 or bool((array[1:] > array[:-1]).all()):
-        return ids, torch.arange(n)
+        return ids, None
     order = np.argsort(array, kind='stable')
     ordered = array[order]
     # A stable sort keeps equal ids in call order: take each run's end.
@@ -456,7 +462,7 @@ class DifficultyState:
         if ids_t.numel() == 0:
             return
         ids_t, rows = _last_rows(ids_t)
-        if rows.numel() != probs_t.shape[0]:
+        if rows is not None:
             probs_t, labels_t = probs_t[rows], labels_t[rows]
         t = self._t
         t['buf_label'][ids_t] = labels_t.to(t['buf_label'].dtype)
@@ -539,7 +545,7 @@ class DifficultyState:
         if n == 0:
             return
         ids_t, rows = _last_rows(ids_t)
-        if rows.numel() != n:
+        if rows is not None:
             labels_t, true_t, idx_t, prob_t, rest_t = (
                 v[rows] for v in (labels_t, true_t, idx_t, prob_t, rest_t))
             prior = prior[:, rows]
