@@ -4,6 +4,7 @@ Nothing in this package may import mmengine, mmcv or mmdet.
 """
 from .aggregate import image_difficulty, instance_offsets, instance_to_image
 from .class_index import ImageClassIndex
+from .dataset_index import DatasetIndex
 from .psi import psi_split, psi_split_compressed, psi_split_from_prior
 from .state import DifficultyState, compress, decompress
 from .weights import (LVIS_FREQUENCY_GROUPS, SCHEMES, check_image_difficulty,
@@ -13,8 +14,8 @@ from .weights import (LVIS_FREQUENCY_GROUPS, SCHEMES, check_image_difficulty,
 __all__ = [
     'psi_split', 'psi_split_compressed', 'psi_split_from_prior',
     'DifficultyState', 'compress', 'decompress', 'image_difficulty',
-    'instance_offsets', 'instance_to_image', 'ImageClassIndex', 'SCHEMES',
-    'LVIS_FREQUENCY_GROUPS', 'check_image_difficulty', 'check_scheme_args',
-    'lvis_repeat_factors', 'sampling_weights', 'frequency_groups',
-    'sampling_diagnostics'
+    'instance_offsets', 'instance_to_image', 'ImageClassIndex', 'DatasetIndex',
+    'SCHEMES', 'LVIS_FREQUENCY_GROUPS', 'check_image_difficulty',
+    'check_scheme_args', 'lvis_repeat_factors', 'sampling_weights',
+    'frequency_groups', 'sampling_diagnostics'
 ]

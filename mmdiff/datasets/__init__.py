@@ -1,10 +1,13 @@
 """Data sets of mmdiff."""
 from .data_files import DataFilesNotFoundError, check_data_files
+from .dataset_index import (UnsupportedDatasetError, index_dataset,
+                            install_global_sample_idx)
 from .synthetic_lvis import (ensure_synthetic_lvis, make_synthetic_lvis,
                              synthetic_lvis_metainfo)
 from .synthetic_lvis_dataset import SyntheticLVISV1Dataset
 
 __all__ = [
     'make_synthetic_lvis', 'ensure_synthetic_lvis', 'synthetic_lvis_metainfo',
-    'SyntheticLVISV1Dataset', 'DataFilesNotFoundError', 'check_data_files'
+    'SyntheticLVISV1Dataset', 'DataFilesNotFoundError', 'check_data_files',
+    'index_dataset', 'install_global_sample_idx', 'UnsupportedDatasetError'
 ]

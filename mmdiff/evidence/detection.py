@@ -56,9 +56,8 @@ from mmdet.registry import DATA_SAMPLERS, METRICS
 from mmengine.evaluator import BaseMetric
 from mmengine.fileio import load
 
-from mmdiff.datasets import ensure_synthetic_lvis
+from mmdiff.datasets import ensure_synthetic_lvis, index_dataset
 from mmdiff.hooks import DifficultyHook
-from mmdiff.hooks.difficulty_hook import objects_per_image
 from .training import format_mean_std, group_by_method, mean_std, record_values
 
 __all__ = [
@@ -609,7 +608,7 @@ def _sampling_diagnostics(runner: Any, train_ann: str) -> Dict[str, float]:
         return {}
     hooks = [h for h in runner.hooks if isinstance(h, DifficultyHook)]
     out: Dict[str, float] = {}
-    counts, _ = objects_per_image(dataset)
+    counts = index_dataset(dataset).kept_counts()
     image_of = np.repeat(np.arange(len(dataset)), counts)
     has_hard = np.zeros(len(dataset), dtype=bool)
     has_hard[image_of[flags]] = True

@@ -25,6 +25,7 @@ from mmengine.registry import HOOKS
 
 from mmdiff.core import (DifficultyState, compress, image_difficulty,
                          instance_offsets, psi_split_from_prior)
+from mmdiff.datasets.dataset_index import leaf_offsets
 from mmdiff.models.probability_capture import (PACK_META_KEYS,
                                                SampleIdxMissingError,
                                                build_capture)
@@ -55,48 +56,24 @@ def find_sampler(runner: Any) -> Any:
 
 
 def check_pipeline_keeps_sample_idx(dataset: Any) -> None:
-    """Fail before training when a Pack transform drops ``sample_idx``."""
-    pipeline = getattr(dataset, 'pipeline', None)
-    for transform in getattr(pipeline, 'transforms', []) or []:
-        meta_keys = getattr(transform, 'meta_keys', None)
-        name = type(transform).__name__
-        if name.startswith('Pack') and meta_keys is not None and \
-                'sample_idx' not in meta_keys:
-            raise SampleIdxMissingError(
-                f'The train pipeline\'s {name} drops \'sample_idx\' (its '
-                f'meta_keys are {tuple(meta_keys)}), which DifficultyHook '
-                'needs to know which image each prediction belongs to. Add '
-                'it to the train pipeline:\n'
-                f'    dict(type=\'{name}\', {PACK_META_KEYS})')
+    """Fail before training when a Pack transform drops ``sample_idx``.
 
-
-def objects_per_image(dataset: Any) -> Tuple[np.ndarray, np.ndarray]:
-    """Number of GT objects and their labels for every dataset index.
-
-    Detection datasets: the instances of ``get_data_info(i)`` without
-    ``ignore_flag`` (mmdet's pipeline moves ignored ones out of
-    ``gt_instances``, so GT index = position among the kept ones).
-    Classification datasets (``get_gt_labels``): one object per image.
-
-    Returns:
-        tuple: ``(counts (num_images,), labels (num_objects,))``.
+    Every dataset that holds images is checked (the parts of a
+    ConcatDataset / RepeatDataset included).
     """
-    get_gt_labels = getattr(dataset, 'get_gt_labels', None)
-    if callable(get_gt_labels) and not hasattr(dataset, 'cat_ids'):
-        labels = np.asarray(get_gt_labels(), dtype=np.int64).reshape(-1)
-        if labels.shape == (len(dataset), ):
-            return np.ones(len(dataset), dtype=np.int64), labels
-    counts = np.zeros(len(dataset), dtype=np.int64)
-    labels_list: List[int] = []
-    for i in range(len(dataset)):
-        kept = [
-            inst['bbox_label']
-            for inst in dataset.get_data_info(i).get('instances', [])
-            if not inst.get('ignore_flag', 0)
-        ]
-        counts[i] = len(kept)
-        labels_list.extend(kept)
-    return counts, np.asarray(labels_list, dtype=np.int64)
+    for leaf, _ in leaf_offsets(dataset):
+        pipeline = getattr(leaf, 'pipeline', None)
+        for transform in getattr(pipeline, 'transforms', []) or []:
+            meta_keys = getattr(transform, 'meta_keys', None)
+            name = type(transform).__name__
+            if name.startswith('Pack') and meta_keys is not None and \
+                    'sample_idx' not in meta_keys:
+                raise SampleIdxMissingError(
+                    f'The train pipeline\'s {name} drops \'sample_idx\' (its '
+                    f'meta_keys are {tuple(meta_keys)}), which DifficultyHook '
+                    'needs to know which image each prediction belongs to. '
+                    'Add it to the train pipeline:\n'
+                    f'    dict(type=\'{name}\', {PACK_META_KEYS})')
 
 
 def class_frequency_groups(images_per_class: np.ndarray,
@@ -214,28 +191,30 @@ class DifficultyHook(Hook):
     def before_train(self, runner: Any) -> None:
         """Check the set-up, build the state, start capturing."""
         self.sampler = find_sampler(runner)
-        dataset = runner.train_dataloader.dataset
-        check_pipeline_keeps_sample_idx(dataset)
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         online = self.mode == 'online'
         self._capture = build_capture(
             model, self._sink, stage=self.stage, attach=online)
-        if not online:
+        if online:
+            check_pipeline_keeps_sample_idx(runner.train_dataloader.dataset)
+        else:
             self._eval_loader = build_eval_pass_loader(runner,
                                                        self.eval_pipeline,
                                                        self.eval_batch_size,
                                                        self.eval_num_workers)
+            check_pipeline_keeps_sample_idx(self._eval_loader.dataset)
 
-        counts, labels = objects_per_image(dataset)
+        # The sampler's walk of the dataset: objects of every unique image.
+        index = self.index = self.sampler.dataset_index
+        counts = index.kept_counts()
         self.counts = counts
         self.offsets = instance_offsets(counts)
-        self.instance_labels = labels
+        self.instance_labels = index.kept_labels()
         self.instance_image = np.repeat(np.arange(len(counts)), counts)
         self._offsets_t: Dict[torch.device, torch.Tensor] = {}
         num_classes = self._num_classes(model)
-        images_per_class = self.sampler.class_index.images_per_class()
-        self.class_groups = class_frequency_groups(images_per_class,
+        self.class_groups = class_frequency_groups(index.images_per_class(),
                                                    self.frequency_thresholds)
         if self.sampler.groups is None:
             self.sampler.set_groups(
@@ -378,7 +357,8 @@ class DifficultyHook(Hook):
             reduce=self.reduce,
             empty_value=self.empty_difficulty)
         next_epoch = runner.epoch + 1
-        self.sampler.set_difficulty(img_d, epoch=next_epoch)
+        self.sampler.set_difficulty(
+            self.index.per_index(img_d), epoch=next_epoch)
         self._log(runner, inst_d, updated, merged, len(changed))
         if self.dump and is_main_process():
             self._dump(runner, inst_d, img_d)
@@ -437,9 +417,13 @@ class DifficultyHook(Hook):
             instance_image=self.instance_image,
             instance_label=self.instance_labels,
             image_difficulty=img_d,
-            sampling_probs=self.sampler.probabilities,
+            # per unique image (summed over the indices that show it)
+            sampling_probs=np.bincount(
+                self.index.image_of_index,
+                weights=self.sampler.probabilities,
+                minlength=self.index.num_images),
             class_group=self.class_groups,
-            images_per_class=self.sampler.class_index.images_per_class(),
+            images_per_class=self.index.images_per_class(),
             group_names=np.array(GROUP_NAMES))
 
     # ------------------------------------------------------------------

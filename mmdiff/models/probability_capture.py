@@ -23,6 +23,7 @@ detached scores, for the captured rows only. Records stay on the model's
 device; nothing here synchronises with the host except reading Python-side
 metadata.
 """
+import inspect
 from typing import Any, Callable, List, Optional, Sequence
 
 import torch
@@ -121,12 +122,24 @@ class RoIHeadCapture(_Capture):
         super().__init__(sink)
         from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
         if not isinstance(roi_head, (StandardRoIHead, CascadeRoIHead)):
-            raise UnsupportedModelError(
-                f'DifficultyHook cannot capture RoI probabilities from '
-                f'{type(roi_head).__name__}: supported RoI heads are '
-                f'{", ".join(self.SUPPORTED)} (and their subclasses), as in '
-                'Faster / Mask R-CNN and Cascade (Mask) R-CNN.')
+            raise self._unsupported(roi_head, 'it is not one of them')
         self.cascade = isinstance(roi_head, CascadeRoIHead)
+        self.roi_head = roi_head
+        # Arguments are read by name: subclasses (GridRoIHead, HTC, ...)
+        # add parameters after the sampling results.
+        self._loss_sig = inspect.signature(roi_head.loss)
+        self._bbox_loss_sig = inspect.signature(roi_head.bbox_loss)
+        needed = ('stage', 'sampling_results') if self.cascade else (
+            'sampling_results', )
+        missing = [
+            name for name in needed
+            if name not in self._bbox_loss_sig.parameters
+        ]
+        if missing or 'batch_data_samples' not in self._loss_sig.parameters:
+            raise self._unsupported(
+                roi_head, 'its bbox_loss takes no sampling_results (a '
+                'query-based head such as SparseRoIHead has no GT-injected '
+                'proposals)')
         if self.cascade:
             num_stages = roi_head.num_stages
             if not -num_stages <= stage < num_stages:
@@ -138,34 +151,55 @@ class RoIHeadCapture(_Capture):
         else:
             self.stage = 0
             self.bbox_head = roi_head.bbox_head
-        self.roi_head = roi_head
         self._samples: Optional[Sequence[Any]] = None
         if attach:
+            self._check_gt_proposals()
             self._attach()
+
+    @classmethod
+    def _unsupported(cls, roi_head: Any, why: str) -> UnsupportedModelError:
+        return UnsupportedModelError(
+            f'DifficultyHook cannot capture RoI probabilities from '
+            f'{type(roi_head).__name__}: {why}. Supported RoI heads are '
+            f'{", ".join(cls.SUPPORTED)} and their subclasses whose '
+            'bbox_loss takes the sampling results (Faster / Mask R-CNN, '
+            'Cascade (Mask) R-CNN, Grid R-CNN, HTC, ...).')
+
+    def _check_gt_proposals(self) -> None:
+        """Refuse a sampler that does not inject GT boxes as proposals."""
+        sampler = self.roi_head.bbox_sampler
+        if self.cascade:
+            sampler = sampler[self.stage]
+        if getattr(sampler, 'add_gt_as_proposals', False):
+            return
+        where = f'rcnn[{self.stage}]' if self.cascade else 'rcnn'
+        raise ValueError(
+            'DifficultyHook reads each GT object from its GT-injected RoI, '
+            f'but the RoI sampler ({type(sampler).__name__}) does not add GT '
+            'boxes as proposals, so no object would ever be observed and '
+            'every difficulty would stay 1. Set in the config:\n'
+            f'    model.train_cfg.{where}.sampler.add_gt_as_proposals=True\n'
+            "or use DifficultyHook(mode='eval_pass'), which needs no "
+            'proposals.')
 
     def _attach(self) -> None:
         roi_head = self.roi_head
         loss, bbox_loss = roi_head.loss, roi_head.bbox_loss
 
-        def loss_wrapper(x: Any, rpn_results_list: Any,
-                         batch_data_samples: Sequence[Any], *args: Any,
-                         **kwargs: Any) -> Any:
-            self._samples = batch_data_samples
+        def loss_wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = self._loss_sig.bind(*args, **kwargs)
+            self._samples = bound.arguments['batch_data_samples']
             try:
-                return loss(x, rpn_results_list, batch_data_samples, *args,
-                            **kwargs)
+                return loss(*args, **kwargs)
             finally:
                 self._samples = None
 
         def bbox_loss_wrapper(*args: Any, **kwargs: Any) -> Any:
             results = bbox_loss(*args, **kwargs)
-            stage = (args[0] if args else kwargs['stage']) \
-                if self.cascade else 0
+            bound = self._bbox_loss_sig.bind(*args, **kwargs).arguments
+            stage = bound['stage'] if self.cascade else 0
             if stage == self.stage and self._samples is not None:
-                sampling_results = kwargs.get('sampling_results', None)
-                if sampling_results is None:
-                    sampling_results = args[-1]
-                self._capture(results['cls_score'], sampling_results)
+                self._capture(results['cls_score'], bound['sampling_results'])
             return results
 
         self._patch(roi_head, 'loss', loss_wrapper)
@@ -186,6 +220,10 @@ class RoIHeadCapture(_Capture):
             labels.append(res.pos_gt_labels[is_gt])
             sample_idx.append(torch.full_like(pos_rows, idx))
             offset += len(res.priors)
+        if cls_score.dim() != 2 or cls_score.shape[0] != offset:
+            raise self._unsupported(
+                self.roi_head, f'its cls_score has shape '
+                f'{tuple(cls_score.shape)}, not one row per RoI ({offset})')
         rows_t = torch.cat(rows)
         self.sink(
             dict(

@@ -6,7 +6,7 @@ reads the dataset's labels once, keeps the current probabilities and draws
 """
 import math
 import warnings
-from typing import Dict, Iterator, List, Optional, Sequence, Sized, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Sized
 
 import numpy as np
 import torch
@@ -19,62 +19,20 @@ from mmdiff.core.validation import check_int
 from mmdiff.core.weights import (LVIS_FREQUENCY_GROUPS, check_image_difficulty,
                                  check_scheme_args, frequency_groups,
                                  sampling_diagnostics, sampling_weights)
+from mmdiff.datasets.dataset_index import (index_dataset,
+                                           install_global_sample_idx)
 
 __all__ = ['DifficultyClassAwareSampler', 'dataset_class_index']
 
 
-def _labels_per_image(dataset: Sized) -> Tuple[np.ndarray, np.ndarray]:
-    """All class labels of a dataset (or wrapper), image by image.
-
-    Returns the concatenated labels and the number of labels per image.
-    """
-    # mmengine's ConcatDataset / RepeatDataset have no get_cat_ids: unwrap.
-    if hasattr(dataset, 'datasets') and hasattr(dataset, 'cumulative_sizes'):
-        parts = [_labels_per_image(part) for part in dataset.datasets]
-        return (np.concatenate([labels for labels, _ in parts]),
-                np.concatenate([lengths for _, lengths in parts]))
-    is_repeat = hasattr(dataset, 'times') and hasattr(dataset, 'dataset')
-    if is_repeat and not hasattr(dataset, 'get_cat_ids'):
-        labels, lengths = _labels_per_image(dataset.dataset)
-        times = int(dataset.times)
-        return np.tile(labels, times), np.tile(lengths, times)
-    num_images = len(dataset)
-    get_gt_labels = getattr(dataset, 'get_gt_labels', None)
-    if callable(get_gt_labels):
-        gt_labels = np.asarray(get_gt_labels())
-        if gt_labels.shape == (num_images, ) and gt_labels.dtype.kind in 'iu':
-            return gt_labels, np.ones(num_images, dtype=np.int64)
-    get_cat_ids = getattr(dataset, 'get_cat_ids', None)
-    if callable(get_cat_ids):
-        # Flatten while walking: keeping 100k small lists alive makes the
-        # garbage collector rescan them (6x slower at LVIS scale).
-        flat: List[int] = []
-        lengths: List[int] = []
-        try:
-            for idx in range(num_images):
-                cat_ids = get_cat_ids(idx)
-                flat.extend(cat_ids)
-                lengths.append(len(cat_ids))
-        except NotImplementedError:
-            pass  # mmengine's BaseDataset declares it without implementing
-        else:
-            return (np.array(flat, dtype=np.int64),
-                    np.array(lengths, dtype=np.int64))
-    raise TypeError(
-        f'{type(dataset).__name__} gives no class labels per image: '
-        'DifficultyClassAwareSampler needs get_cat_ids(idx) returning the '
-        "image's 0-based class labels (mmdet's BaseDetDataset has it) or "
-        'get_gt_labels() returning one label per image; implement one of '
-        'them on the dataset')
-
-
 def dataset_class_index(dataset: Sized) -> ImageClassIndex:
-    """Build the image -> class index of a dataset.
+    """Build the sampler-index -> class index of a dataset.
 
-    Labels come from ``dataset.get_gt_labels()`` (classification, one label
-    per image) or else ``dataset.get_cat_ids(idx)`` for every index
-    (detection: mmdet's ``BaseDetDataset.get_cat_ids`` returns the
-    instances' ``bbox_label``, 0-based class indices). mmengine's
+    Labels come from one walk of the dataset
+    (:func:`mmdiff.datasets.index_dataset`): ``get_gt_labels()`` for
+    classification sets (one label per image), else the instances of
+    ``get_data_info(idx)`` (mmdet: their ``bbox_label``, ignored objects
+    included as in ``get_cat_ids``) or ``get_cat_ids(idx)``. mmengine's
     ``ConcatDataset`` and ``RepeatDataset`` are unwrapped. The number of
     classes is ``len(dataset.metainfo['classes'])`` when the metainfo has
     classes, else the largest label + 1.
@@ -86,16 +44,9 @@ def dataset_class_index(dataset: Sized) -> ImageClassIndex:
         ImageClassIndex: Classes of every dataset index.
 
     Raises:
-        TypeError: If the dataset offers neither method.
+        TypeError: If the dataset offers no labels.
     """
-    labels, lengths = _labels_per_image(dataset)
-    metainfo = getattr(dataset, 'metainfo', None)
-    classes = metainfo.get('classes') if isinstance(metainfo, dict) else None
-    if classes is not None:
-        num_classes = len(classes)
-    else:
-        num_classes = int(labels.max()) + 1 if labels.size else 1
-    return ImageClassIndex.from_flat(labels, lengths, num_classes)
+    return index_dataset(dataset).class_index()
 
 
 def _lvis_image_groups(dataset: Sized,
@@ -201,7 +152,12 @@ class DifficultyClassAwareSampler(Sampler):
         self.clip = clip
         self.warmup_epochs = warmup_epochs
 
-        self.class_index = dataset_class_index(dataset)
+        # One walk, shared with DifficultyHook (sampler.dataset_index).
+        self.dataset_index = index_dataset(dataset)
+        self.class_index = self.dataset_index.class_index()
+        # The hook names images by sample_idx: make it global under
+        # ConcatDataset (before the dataloader starts its workers).
+        install_global_sample_idx(dataset)
         total = len(dataset) if num_samples is None else num_samples
         self.num_samples = math.ceil(total / self.world_size)
         self.total_size = self.num_samples * self.world_size

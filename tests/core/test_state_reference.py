@@ -40,7 +40,8 @@ def reference_split(prev: List[float], cur: List[float],
     dl = du = 0.0
     for j in range(len(cur)):
         delta = cur[j] - prev[j]
-        psi = delta * (math.log(max(cur[j], EPS)) - math.log(max(prev[j], EPS)))
+        psi = delta * (
+            math.log(max(cur[j], EPS)) - math.log(max(prev[j], EPS)))
         if j == label:
             if delta > 0:
                 dl += psi
@@ -136,14 +137,14 @@ def make_program(rng: np.random.Generator, num_instances: int,
             if kind < 0.15:
                 steps.append(('observe', np.zeros(0, np.int64)))
             elif kind < 0.3:
-                steps.append(('reset',
-                              rng.choice(num_instances,
+                steps.append(
+                    ('reset', rng.choice(num_instances,
                                          int(rng.integers(1, 4)))))
             else:
                 size = int(rng.integers(1, num_instances + 3))
                 if rng.random() < 0.5:  # unique, unsorted, some skipped
-                    ids = rng.permutation(num_instances)[:min(
-                        size, num_instances)]
+                    ids = rng.permutation(
+                        num_instances)[:min(size, num_instances)]
                 else:  # repeated ids
                     ids = rng.integers(0, num_instances, size)
                 steps.append(('observe', ids))
@@ -175,8 +176,8 @@ def run_program(rng: np.random.Generator, steps: List[tuple],
                 state.observe_compressed(ids, lab, *records, *prior)
             else:
                 state.observe(ids, probs, lab)
-            ref.observe(ids.tolist(), probs.astype(np.float64).tolist(),
-                        lab.tolist())
+            ref.observe(ids.tolist(),
+                        probs.astype(np.float64).tolist(), lab.tolist())
             assert state.num_pending == len(ref.buffer)
         np.testing.assert_allclose(
             state.difficulty(), ref.difficulty(), rtol=2e-3, atol=1e-6)
