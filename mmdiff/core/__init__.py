@@ -6,16 +6,19 @@ from .aggregate import image_difficulty, instance_offsets, instance_to_image
 from .class_index import ImageClassIndex
 from .dataset_index import DatasetIndex
 from .psi import psi_split, psi_split_compressed, psi_split_from_prior
-from .state import DifficultyState, compress, decompress
+from .records import EpochRecords, observe_into
+from .state import DifficultyState
+from .topk_codec import TopkRecord, compress, decompress
 from .weights import (LVIS_FREQUENCY_GROUPS, SCHEMES, check_image_difficulty,
                       check_scheme_args, frequency_groups, lvis_repeat_factors,
                       sampling_diagnostics, sampling_weights)
 
 __all__ = [
     'psi_split', 'psi_split_compressed', 'psi_split_from_prior',
-    'DifficultyState', 'compress', 'decompress', 'image_difficulty',
-    'instance_offsets', 'instance_to_image', 'ImageClassIndex', 'DatasetIndex',
-    'SCHEMES', 'LVIS_FREQUENCY_GROUPS', 'check_image_difficulty',
-    'check_scheme_args', 'lvis_repeat_factors', 'sampling_weights',
-    'frequency_groups', 'sampling_diagnostics'
+    'DifficultyState', 'compress', 'decompress', 'TopkRecord', 'EpochRecords',
+    'observe_into', 'image_difficulty', 'instance_offsets',
+    'instance_to_image', 'ImageClassIndex', 'DatasetIndex', 'SCHEMES',
+    'LVIS_FREQUENCY_GROUPS', 'check_image_difficulty', 'check_scheme_args',
+    'lvis_repeat_factors', 'sampling_weights', 'frequency_groups',
+    'sampling_diagnostics'
 ]

@@ -23,8 +23,8 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from mmdiff.core import (DifficultyState, compress, image_difficulty,
-                         instance_offsets, psi_split_from_prior)
+from mmdiff.core import DifficultyState, image_difficulty, instance_offsets
+from mmdiff.core.records import EpochRecords, observe_into
 from mmdiff.datasets.dataset_index import leaf_offsets
 from mmdiff.models.probability_capture import (PACK_META_KEYS,
                                                SampleIdxMissingError,
@@ -182,7 +182,7 @@ class DifficultyHook(Hook):
         self.state: Optional[DifficultyState] = None
         self.sampler: Optional[DifficultyClassAwareSampler] = None
         self._capture: Any = None
-        self._records: List[Dict[str, Any]] = []
+        self._records = EpochRecords()
         self._changed_images: set = set()
         self._loaded: Optional[dict] = None
 
@@ -227,6 +227,8 @@ class DifficultyHook(Hook):
             storage=self.storage,
             topk=self.topk,
             device=self.state_device)
+        self._records = EpochRecords(None if self.state.storage ==
+                                     'dense' else self.state.topk)
         self.nan_rows = 0
         self._restore(runner)
         runner.logger.info(
@@ -256,7 +258,7 @@ class DifficultyHook(Hook):
         for idx, num in batch['num_gts']:
             if num != self.counts[idx]:
                 # The pipeline changed this image's objects: its GT indices
-                # no longer name the same objects (DESIGN decision 1).
+                # no longer name the same objects.
                 self._changed_images.add(idx)
         probs = batch['probs']
         if probs.shape[0] == 0:
@@ -265,58 +267,23 @@ class DifficultyHook(Hook):
         if device not in self._offsets_t:
             self._offsets_t[device] = torch.from_numpy(self.offsets).to(device)
         offsets = self._offsets_t[device]
-        sample_idx = batch['sample_idx']
-        ids = offsets[sample_idx] + batch['gt_index']
-        valid = torch.isfinite(probs).all(dim=1) & (
-            batch['gt_index'] < offsets[sample_idx + 1] - offsets[sample_idx])
-        record = dict(
-            ids=ids, labels=batch['labels'], valid=valid, num=probs.shape[0])
-        if self.state.storage == 'dense':
-            record['probs'] = probs
-        else:
-            safe = torch.where(valid[:, None], probs, 1. / probs.shape[1])
-            labels = batch['labels']
-            record['compressed'] = compress(
-                safe, labels, self.state.topk, check=False)
-            # The first term (from p_0 = 1/K) is exact only from the dense
-            # prediction, so it travels with the compressed record.
-            record['prior'] = psi_split_from_prior(safe, labels, check=False)
-        self._records.append(record)
+        sample_idx, gt_index = batch['sample_idx'], batch['gt_index']
+        valid = gt_index < offsets[sample_idx + 1] - offsets[sample_idx]
+        self._records.add(offsets[sample_idx] + gt_index, batch['labels'],
+                          probs, valid)
 
     def _gather_records(self) -> Dict[str, Any]:
         """This epoch's valid records of all ranks, rank 0's first."""
-        records, self._records = self._records, []
-        local: Dict[str, Any] = dict(
-            num=sum(r['num'] for r in records), changed=self._changed_images)
+        local = self._records.take()
+        local['changed'] = self._changed_images
         self._changed_images = set()
-        if records:
-            valid = torch.cat([r['valid'] for r in records]).cpu()
-            local['invalid'] = int((~valid).sum())
-
-            def cat(key: str) -> np.ndarray:
-                return torch.cat([r[key] for r in records]).cpu()[valid]
-
-            local['ids'] = cat('ids').numpy()
-            local['labels'] = cat('labels').numpy()
-            if 'probs' in records[0]:
-                local['probs'] = cat('probs').numpy()
-            else:
-                local['compressed'] = tuple(
-                    torch.cat([r['compressed'][j]
-                               for r in records]).cpu()[valid].numpy()
-                    for j in range(4))
-                local['prior'] = tuple(
-                    torch.cat([r['prior'][j]
-                               for r in records]).cpu()[valid].numpy()
-                    for j in range(2))
         _, world_size = get_dist_info()
         parts = all_gather_object(local) if world_size > 1 else [local]
-        merged: Dict[str, Any] = dict(
+        return dict(
             num=sum(p['num'] for p in parts),
-            invalid=sum(p.get('invalid', 0) for p in parts),
+            invalid=sum(p['invalid'] for p in parts),
             changed=set().union(*(p['changed'] for p in parts)),
-            parts=[p for p in parts if 'ids' in p])
-        return merged
+            parts=parts)
 
     # ------------------------------------------------------------------
     # epoch end
@@ -332,15 +299,9 @@ class DifficultyHook(Hook):
         state = self.state
         changed = sorted(merged['changed'])
         for part in merged['parts']:
-            keep = ~np.isin(self.instance_image[part['ids']], changed)
-            if 'probs' in part:
-                state.observe(part['ids'][keep], part['probs'][keep],
-                              part['labels'][keep])
-            else:
-                state.observe_compressed(
-                    part['ids'][keep], part['labels'][keep],
-                    *(a[keep] for a in part['compressed']),
-                    *(a[keep] for a in part['prior']))
+            if 'ids' in part:
+                keep = ~np.isin(self.instance_image[part['ids']], changed)
+                observe_into(state, part, keep)
         updated = state.end_epoch()
         if changed:
             ids = np.concatenate([

@@ -18,9 +18,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-def dense_psi(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Reference PSI sum_j (q_j - p_j) ln(q_j / p_j), for positive p, q."""
-    return ((q - p) * np.log(q / p)).sum(axis=1)
+def dense_psi(p: np.ndarray, q: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Reference PSI sum_j (q_j - p_j) ln(q_j / p_j), with psi_split's
+    documented clamp of both values to eps inside the logarithm (scale-5
+    softmax rows over few classes reach 1e-14)."""
+    return ((q - p) *
+            np.log(np.maximum(q, eps) / np.maximum(p, eps))).sum(axis=1)
 
 
 @st.composite

@@ -44,11 +44,15 @@ def peaked(rng: np.random.Generator, n: int, num_classes: int,
 
 
 def assert_same_state(a: DifficultyState, b: DifficultyState) -> None:
-    """Bit-identical tensors (NaN markers included)."""
-    assert a._t.keys() == b._t.keys()
-    for name in a._t:
-        torch.testing.assert_close(
-            a._t[name], b._t[name], rtol=0, atol=0, equal_nan=True, msg=name)
+    """Bit-identical snapshots (NaN markers included)."""
+    sd_a, sd_b = a.state_dict(), b.state_dict()
+    assert sd_a.keys() == sd_b.keys()
+    for name, value in sd_a.items():
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(
+                value, sd_b[name], rtol=0, atol=0, equal_nan=True, msg=name)
+        else:
+            assert value == sd_b[name], name
 
 
 def run_epochs(state: DifficultyState, probs_per_epoch: list,
@@ -289,7 +293,7 @@ def test_auto_storage() -> None:
     assert DifficultyState(100, 10).storage == 'dense'
     big = DifficultyState(14_000, 1204)  # N * K just above 2 ** 24
     assert big.storage == 'topk' and big.topk == 8
-    assert big._t['prev_idx'].dtype == torch.int16
+    assert big.state_dict()['prev_idx'].dtype == torch.int16
     assert DifficultyState(3, 4, storage='topk', topk=50).topk == 3
 
 
@@ -343,8 +347,11 @@ def test_observe_compressed_matches_observe(storage: str) -> None:
             a.observe(ids, decompress(labels[ids], *records, 30), labels[ids])
         else:
             a.observe(ids, probs[ids], labels[ids])
-        prior = psi_split_from_prior(probs[ids].astype(np.float32),
-                                     labels[ids])
+        # float32 torch inputs, as the hook computes them: the same
+        # arithmetic as observe()'s own first terms.
+        prior = psi_split_from_prior(
+            torch.from_numpy(probs[ids].astype(np.float32)),
+            torch.from_numpy(labels[ids]))
         if storage == 'dense':
             prior = (None, None)  # dense first terms are exact anyway
         b.observe_compressed(ids, labels[ids], *records, *prior)
@@ -394,10 +401,23 @@ def test_lvis_scale_memory() -> None:
     state = DifficultyState(1_270_141, 1204)
     assert state.storage == 'topk'
     assert state.nbytes <= 128 * 10**6
-    # per instance: (label, true, 8 idx, 8 probs, rest) for the stored
-    # prediction and the buffer, float32 sums, float16 prior terms
-    assert state.nbytes == 1_270_141 * (2 * (2 + 4 + 2 * 8 + 2 * 8 + 4) +
-                                        2 * 4 + 2 * 2)
+    # per instance: (label, true, 8 idx, 8 probs, rest) of the stored
+    # prediction and float32 sums; no per-instance epoch buffer
+    assert state.nbytes == 1_270_141 * (2 + 4 + 2 * 8 + 2 * 8 + 4 + 2 * 4)
+
+
+def test_pending_observations_are_released_at_epoch_end() -> None:
+    state = DifficultyState(1000, 300, storage='topk', topk=8)
+    stored = state.nbytes
+    rng = np.random.default_rng(12)
+    labels = rng.integers(0, 300, 400)
+    state.observe(
+        np.arange(400), peaked(rng, 400, 300, labels, np.full(400, 3.0)),
+        labels)
+    # id (8), label (8), first terms (8), true, 8 idx, 8 codes, rest
+    assert state.nbytes - stored == 400 * (8 + 8 + 8 + 4 + 16 + 16 + 4)
+    state.end_epoch()
+    assert state.nbytes == stored
 
 
 # ---------------------------------------------------------------------------

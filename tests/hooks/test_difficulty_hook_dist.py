@@ -83,20 +83,24 @@ class DistRecordHook(Hook):
         np.save(self._path(runner, 'prior.npy'), sampler.prior)
         torch.save(runner.model.module.state_dict(),
                    self._path(runner, 'initial.pth'))
-        gather = hook._gather_records
+        gather, records = hook._gather_records, hook._records
+        take = records.take
+
+        def recording_take() -> Dict[str, Any]:
+            # This rank's records (EpochRecords.take), before the merge.
+            local = take()
+            self.gathered = dict(
+                local_num=local['num'],
+                local_ids=local.get('ids', np.zeros(0, dtype=np.int64)))
+            return local
 
         def recording_gather() -> Dict[str, Any]:
-            # This rank's records, just before the hook merges them.
-            local = hook._records
-            self.gathered = dict(
-                local_num=sum(r['num'] for r in local),
-                local_ids=torch.cat([r['ids'][r['valid']]
-                                     for r in local]).numpy())
             merged = gather()
             self.gathered['merged_num'] = merged['num']
             self.gathered['merged_changed'] = len(merged['changed'])
             return merged
 
+        records.take = recording_take
         hook._gather_records = recording_gather
 
     def after_train_iter(self,

@@ -1,0 +1,61 @@
+"""EpochRecords: one epoch's observations, fed to the state at epoch end."""
+import numpy as np
+import pytest
+import torch
+
+from mmdiff.core import DifficultyState, EpochRecords, observe_into
+
+
+def _rows(seed: int, n: int, num_classes: int) -> tuple:
+    gen = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(torch.randn(n, num_classes, generator=gen) * 3, 1)
+    labels = torch.randint(0, num_classes, (n, ), generator=gen)
+    return probs, labels
+
+
+@pytest.mark.parametrize('storage', ['dense', 'topk'])
+def test_records_feed_the_state_like_direct_observations(storage: str) -> None:
+    state = DifficultyState(12, 12, storage=storage, topk=3)
+    direct = DifficultyState(12, 12, storage=storage, topk=3)
+    records = EpochRecords(None if storage == 'dense' else 3)
+    for epoch in range(3):
+        for step in range(3):  # unsorted, repeated ids across steps
+            ids = torch.tensor([7, 2, 9, 2, 0])[:5 - step] + step
+            probs, labels = _rows(10 * epoch + step, ids.numel(), 12)
+            labels = ids % 12  # one label per instance
+            records.add(ids, labels, probs)
+            direct.observe(ids, probs, labels)
+        assert len(records) == 5 + 4 + 3
+        observe_into(state, records.take())
+        assert len(records) == 0
+        assert state.end_epoch() == direct.end_epoch()
+        np.testing.assert_allclose(
+            state.difficulty(), direct.difficulty(), rtol=1e-6)
+
+
+def test_invalid_rows_are_counted_and_dropped() -> None:
+    records = EpochRecords(topk=2)
+    probs, labels = _rows(0, 4, 5)
+    probs[1, 3] = float('nan')
+    records.add(
+        torch.arange(4), labels, probs, torch.tensor([True, True, True,
+                                                      False]))
+    part = records.take()
+    assert part['num'] == 4 and part['invalid'] == 2
+    assert part['ids'].tolist() == [0, 2]
+    assert set(part) >= {
+        'true_prob', 'top_idx', 'top_prob', 'rest', 'prior_dl', 'prior_du'
+    }
+    state = DifficultyState(4, 5, storage='topk', topk=2)
+    observe_into(state, part, keep=np.array([False, True]))
+    assert state.end_epoch() == 1
+    assert state.difficulty()[2] != 1 and state.difficulty()[0] == 1
+
+
+def test_an_empty_epoch() -> None:
+    records = EpochRecords()
+    part = records.take()
+    assert part == dict(num=0, invalid=0)
+    state = DifficultyState(3, 4)
+    observe_into(state, part)
+    assert state.end_epoch() == 0
