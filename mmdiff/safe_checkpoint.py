@@ -1,0 +1,437 @@
+"""Load checkpoints as data: torch's weights-only unpickler, exact stand-ins.
+
+torch >= 2.6 loads with ``weights_only=True``: a pickle may only name
+globals on an allow-list, and the unpickler calls (REDUCE, NEWOBJ) or
+builds (BUILD) nothing else. mmengine 0.10.7 checkpoints also hold a
+``HistoryBuffer`` (whose statistics methods pickle as
+``getattr(HistoryBuffer, 'mean')``) and numpy arrays, dtypes and scalars.
+Allow-listing those objects themselves is not safe, so every name they
+pickle under is bound to a *stand-in* that accepts exactly what mmengine
+and numpy write and refuses everything else with
+:class:`UnsafeCheckpointError`.
+
+What a pickle could reach through each name, and the stand-in's answer:
+
+- ``builtins.getattr`` is generic: ``getattr(getattr, '__self__')`` is the
+  ``builtins`` module, whose ``eval`` a BUILD on an instance with a
+  ``__dict__`` plants as its ``__setstate__``, and the next BUILD calls it.
+  Stand-in: resolves only ``HistoryBuffer.{min, max, current, mean}``.
+- ``HistoryBuffer``: NEWOBJ makes an empty instance; BUILD runs its
+  ``__setstate__``, which copies any key into the instance ``__dict__``
+  (planting) and any statistics method into a dict shared by all buffers.
+  Stand-in: a subclass whose ``__setstate__`` accepts only the four fields
+  ``HistoryBuffer.__getstate__`` writes, with the types mmengine writes,
+  then turns the object into a plain ``HistoryBuffer`` (which is not on
+  the list, so no second BUILD can touch it). REDUCE would call
+  ``__init__``; such an object is refused when the load ends.
+- ``numpy.dtype``: a dtype's ``__setstate__`` trusts its flags, so a
+  pickle can declare an object field in a dtype that claims to hold no
+  objects; an array or scalar of it then reads raw bytes as object
+  pointers (a crash, or worse). Stand-in: makes a *pending* dtype from a
+  plain name (bool, integer, float, complex, bytes, str, datetime) whose
+  BUILD state must equal, field for field, the state numpy itself writes
+  for that dtype.
+- ``numpy.ndarray`` is only ever an argument of ``_reconstruct``.
+  Stand-in: a marker that cannot be called or instantiated (the real class
+  would build an array over raw bytes with any dtype).
+- ``numpy._core.multiarray._reconstruct`` (and ``numpy.core``): stand-in
+  makes a pending array whose BUILD state must be ``(1, shape, pending
+  dtype, fortran, bytes)`` with exactly ``prod(shape) * itemsize`` bytes;
+  the array is made by ``np.frombuffer`` and copied. Object arrays are
+  refused.
+- ``numpy._core.multiarray.scalar`` (and ``numpy.core``): stand-in makes
+  the scalar from a pending dtype and exactly ``itemsize`` bytes.
+- ``builtins.bytes``: protocol 2 writes ``b''`` (the data of an empty
+  array) as ``bytes()``; with an argument, ``bytes`` allocates or copies.
+  Stand-in: ``bytes()`` with no argument only.
+
+Pending objects' classes are registered under names that contain a
+newline, which no GLOBAL opcode can spell: BUILD may run their strict
+``__setstate__``, but no pickle can call or instantiate them. When the
+load ends, every pending object is replaced by the real array, dtype or
+scalar it stands for, and any object that was never completed is refused.
+What torch allows by default (tensors, storages, ``OrderedDict``, ...) is
+torch's own list. ``allow_checkpoint_types`` adds types a user trusts,
+on purpose. ``tests/test_safe_checkpoint.py`` feeds crafted pickles for
+each route above and a fuzzed real checkpoint.
+"""
+import math
+import os.path as osp
+import pickle
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+
+__all__ = [
+    'UnsafeCheckpointError', 'DamagedCheckpointError',
+    'allow_checkpoint_types', 'checkpoint_allow_list', 'load_checkpoint_file'
+]
+
+STATISTICS = ('min', 'max', 'current', 'mean')
+HISTORY_FIELDS = ('max_length', '_log_history', '_count_history',
+                  'statistics_methods')
+# bool, signed / unsigned int, float, complex, timedelta, datetime, bytes,
+# str: fixed-size values without pointers.
+PLAIN_KINDS = 'biufcmMSU'
+UNREACHABLE = '\n'  # no GLOBAL opcode can name a key with a newline
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint holds something outside mmdiff's allow-list."""
+
+
+class DamagedCheckpointError(ValueError):
+    """A file that cannot be read as a checkpoint."""
+
+
+def _refuse(what: str) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(
+        f'{what}; mmdiff loads checkpoints as data only (see '
+        'mmdiff.safe_checkpoint) and refuses what a genuine mmengine / '
+        'numpy checkpoint never holds')
+
+
+def _is_plain(value: Any) -> bool:
+    """None, bool, int, str, bytes, or tuples of them (no custom __eq__)."""
+    if value is None or type(value) in (bool, int, str, bytes):
+        return True
+    return type(value) is tuple and all(_is_plain(v) for v in value)
+
+
+# ---------------------------------------------------------------------------
+# numpy
+class _PendingDtype:
+    """A dtype named by a pickle, complete once its BUILD state checks."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.named, self.dtype = dtype, None
+
+    def __setstate__(self, state: Any) -> None:
+        if self.dtype is not None or not _is_plain(state) or \
+                type(state) is not tuple:
+            raise _refuse('a numpy dtype is built twice or from a state '
+                          'numpy never writes')
+        named = self.named
+        if named.kind in 'mM' and len(state) == 9:
+            named = _datetime_dtype(named, state[8])
+        for order in ('=', '<', '>', '|'):
+            candidate = named.newbyteorder(order)
+            if candidate.__reduce__()[2] == state:
+                self.dtype = candidate
+                return
+        raise _refuse(f'the state of numpy dtype {self.named} is not one '
+                      'numpy writes for it')
+
+
+DATETIME_UNITS = (b'Y', b'M', b'W', b'D', b'h', b'm', b's', b'ms', b'us',
+                  b'ns', b'ps', b'fs', b'as', b'generic')
+
+
+def _datetime_dtype(named: np.dtype, metadata: Any) -> np.dtype:
+    """datetime64 / timedelta64 with the unit a pickle's state names."""
+    try:
+        none, (unit, count, one, also_one) = metadata
+    except (TypeError, ValueError):
+        raise _refuse('a numpy datetime dtype state numpy never writes') \
+            from None
+    if none is not None or unit not in DATETIME_UNITS or \
+            type(count) is not int or not 1 <= count < 2**31 or \
+            (one, also_one) != (1, 1):
+        raise _refuse('a numpy datetime dtype state numpy never writes')
+    if unit == b'generic':
+        return named
+    return np.dtype(f'{named.kind}8[{count}{unit.decode()}]')
+
+
+def _empty_bytes(*args: Any) -> bytes:
+    """Stand-in of ``builtins.bytes``: protocol 2 writes b'' as bytes()."""
+    if args:
+        raise _refuse('bytes() is called with arguments')
+    return b''
+
+
+def _plain_dtype(name: Any) -> np.dtype:
+    if type(name) is not str or len(name) > 16:
+        raise _refuse(f'numpy dtype name {name!r} is not a plain dtype')
+    try:
+        dtype = np.dtype(name)
+    except (TypeError, ValueError):
+        raise _refuse(f'numpy dtype {name!r} is unknown') from None
+    if dtype.kind not in PLAIN_KINDS or dtype.fields is not None or \
+            dtype.subdtype is not None or dtype.hasobject:
+        raise _refuse(f'numpy dtype {name!r} is not a plain dtype '
+                      '(object, void and structured dtypes are refused)')
+    return dtype
+
+
+def _dtype_from_pickle(name: Any,
+                       align: Any = False,
+                       copy: Any = True) -> _PendingDtype:
+    """Stand-in of ``numpy.dtype``."""
+    if align is not False or copy is not True:
+        raise _refuse('numpy dtype arguments numpy never writes')
+    return _PendingDtype(_plain_dtype(name))
+
+
+def _built_dtype(value: Any) -> np.dtype:
+    if type(value) is not _PendingDtype or value.dtype is None:
+        raise _refuse('a numpy array or scalar has no complete plain dtype')
+    return value.dtype
+
+
+class _PendingArray:
+    """An ndarray named by a pickle, complete once its BUILD state checks."""
+
+    array: Optional[np.ndarray] = None
+
+    def __setstate__(self, state: Any) -> None:
+        if self.array is not None or type(state) is not tuple or \
+                len(state) != 5:
+            raise _refuse('a numpy array state numpy never writes')
+        version, shape, dtype, fortran, data = state
+        dtype = _built_dtype(dtype)
+        if version != 1 or type(shape) is not tuple or not all(
+                type(n) is int and n >= 0 for n in shape) or \
+                type(fortran) is not bool or type(data) is not bytes:
+            raise _refuse('a numpy array state numpy never writes')
+        if len(data) != math.prod(shape) * dtype.itemsize:
+            raise _refuse(f'a numpy array of shape {shape} and dtype {dtype} '
+                          f'comes with {len(data)} bytes')
+        order = 'F' if fortran else 'C'
+        array = np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
+        # numpy's own unpickling hands back native byte order
+        self.array = array.astype(
+            dtype.newbyteorder('='), order=order, copy=True)
+
+
+class _NdarrayName:
+    """Stand-in of the name ``numpy.ndarray``: only an argument."""
+
+    def __new__(cls, *args: Any) -> Any:
+        if cls is _NdarrayName:
+            return super().__new__(cls)
+        raise _refuse('numpy.ndarray is instantiated')
+
+    def __call__(self, *args: Any) -> Any:
+        raise _refuse('numpy.ndarray is called')
+
+
+# NEWOBJ calls cls.__new__(cls, ...) with cls this marker: refused above.
+_NDARRAY = _NdarrayName()
+
+
+def _reconstruct(subtype: Any, shape: Any, typecode: Any) -> _PendingArray:
+    """Stand-in of numpy's ``_reconstruct`` (array unpickling)."""
+    if subtype is not _NDARRAY or shape != (0, ) or typecode != b'b':
+        raise _refuse('numpy _reconstruct is called with arguments numpy '
+                      'never writes')
+    return _PendingArray()
+
+
+def _scalar(dtype: Any, data: Any) -> Any:
+    """Stand-in of numpy's ``scalar`` (scalar unpickling)."""
+    dtype = _built_dtype(dtype)
+    if type(data) is not bytes or len(data) != dtype.itemsize:
+        raise _refuse('a numpy scalar comes with the wrong bytes')
+    return np.frombuffer(data, dtype=dtype)[0]
+
+
+# ---------------------------------------------------------------------------
+# mmengine
+class _HistoryBufferStandIn(HistoryBuffer):
+    """Stand-in of mmengine's HistoryBuffer: a strict ``__setstate__``."""
+
+    def __setstate__(self, state: Any) -> None:
+        if type(state) is not dict or not all(
+                type(k) is str and k in HISTORY_FIELDS for k in state):
+            raise _refuse('a HistoryBuffer state has fields mmengine never '
+                          f'writes (it writes {HISTORY_FIELDS})')
+        clean: Dict[str, Any] = {}
+        max_length = state.get('max_length', 1000000)
+        if type(max_length) is not int or max_length < 1:
+            raise _refuse('HistoryBuffer.max_length is not a positive int')
+        clean['max_length'] = max_length
+        for key in ('_log_history', '_count_history'):
+            value = state.get(key)
+            array = value.array if type(value) is _PendingArray else None
+            if array is None or array.ndim != 1 or array.dtype.kind not in \
+                    'biuf':
+                raise _refuse(f'HistoryBuffer.{key} is not a 1-D numeric '
+                              'numpy array')
+            clean[key] = array
+        methods = state.get('statistics_methods', {})
+        if type(methods) is not dict or any(
+                name not in STATISTICS
+                or method is not getattr(HistoryBuffer, name)
+                for name, method in methods.items()):
+            raise _refuse('HistoryBuffer.statistics_methods are not '
+                          "mmengine's own min / max / current / mean")
+        clean['statistics_methods'] = dict(methods)
+        self.__class__ = HistoryBuffer
+        HistoryBuffer.__setstate__(self, clean)
+
+
+def _getattr(owner: Any, name: Any) -> Any:
+    """Stand-in of ``builtins.getattr``: HistoryBuffer's statistics only."""
+    if (owner is HistoryBuffer or owner is _HistoryBufferStandIn) and \
+            type(name) is str and name in STATISTICS:
+        return getattr(HistoryBuffer, name)
+    what = getattr(owner, '__name__', type(owner).__name__)
+    raise _refuse(f'the checkpoint asks for getattr({what}, {name!r}); only '
+                  f'HistoryBuffer.{STATISTICS} are resolved')
+
+
+def _stand_ins() -> List[Tuple[Any, str]]:
+    pairs: List[Tuple[Any, str]] = [
+        (_getattr, 'builtins.getattr'),
+        (_empty_bytes, 'builtins.bytes'),
+        (_HistoryBufferStandIn,
+         'mmengine.logging.history_buffer.HistoryBuffer'),
+        (_dtype_from_pickle, 'numpy.dtype'),
+        (_NDARRAY, 'numpy.ndarray'),
+        (_PendingDtype, UNREACHABLE + 'pending numpy dtype'),
+        (_PendingArray, UNREACHABLE + 'pending numpy array'),
+    ]
+    # numpy 2 pickles name numpy._core, numpy 1 numpy.core.
+    for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        pairs += [(_reconstruct, f'{module}._reconstruct'),
+                  (_scalar, f'{module}.scalar')]
+    return pairs
+
+
+_EXTRA_ALLOWED: List[Any] = []
+
+
+def allow_checkpoint_types(types: Iterable[Any]) -> None:
+    """Add types that checkpoints may hold (for your own trusted classes).
+
+    A type added here is unpickled by torch's rules: its REDUCE, NEWOBJ
+    and BUILD run with the checkpoint's arguments, so add only classes
+    whose construction from any arguments is harmless.
+
+    Args:
+        types (Iterable): classes or functions to allow when unpickling.
+    """
+    for t in types:
+        if t not in _EXTRA_ALLOWED:
+            _EXTRA_ALLOWED.append(t)
+
+
+def checkpoint_allow_list() -> List[Any]:
+    """The globals mmdiff lets ``torch.load`` build, stand-ins included.
+
+    Returns:
+        list: ``(object, pickle name)`` pairs and the user-allowed types.
+    """
+    return _stand_ins() + list(_EXTRA_ALLOWED)
+
+
+# ---------------------------------------------------------------------------
+# after the load
+def _finished(obj: Any, memo: Dict[int, Any]) -> Any:
+    """``obj`` with every pending object replaced by what it stands for."""
+    key = id(obj)
+    if key in memo:
+        return memo[key]
+    kind = type(obj)
+    if kind is _PendingArray:
+        if obj.array is None:
+            raise _refuse('a numpy array is never completed')
+        memo[key] = obj.array
+    elif kind is _PendingDtype:
+        memo[key] = _built_dtype(obj)
+    elif kind is _HistoryBufferStandIn:
+        raise _refuse('a HistoryBuffer is created without its state')
+    elif isinstance(obj, dict):
+        memo[key] = obj
+        for name in list(obj):
+            if type(name) in (_PendingArray, _PendingDtype):
+                raise _refuse('a numpy object is a dict key')
+            obj[name] = _finished(obj[name], memo)
+    elif kind is list:
+        memo[key] = obj
+        obj[:] = [_finished(v, memo) for v in obj]
+    elif kind is tuple:
+        memo[key] = obj  # a tuple cannot contain itself
+        memo[key] = tuple(_finished(v, memo) for v in obj)
+    elif kind in (set, frozenset):
+        if any(type(v) in (_PendingArray, _PendingDtype) for v in obj):
+            raise _refuse('a numpy object is in a set')
+        memo[key] = obj
+    else:
+        memo[key] = obj
+        state = getattr(obj, '__dict__', None)  # HistoryBuffer, tensors
+        if type(state) is dict and state:
+            _finished(state, memo)
+    return memo[key]
+
+
+def _unsafe_globals(filename: str) -> List[str]:
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
+    except Exception:  # best effort: only used to word the error
+        return []
+    allowed = {name for _, name in _stand_ins()}
+    allowed |= {
+        f'{getattr(t, "__module__", "")}.{getattr(t, "__qualname__", "")}'
+        for t in _EXTRA_ALLOWED
+    }
+    return [g for g in found if g not in allowed]
+
+
+def load_checkpoint_file(filename: str,
+                         map_location: Optional[Any] = None) -> Any:
+    """``torch.load(weights_only=True)`` with mmdiff's stand-ins.
+
+    Args:
+        filename (str): path of a local checkpoint file.
+        map_location (optional): as in :func:`torch.load`.
+
+    Returns:
+        The checkpoint, with real numpy arrays, dtypes and scalars and
+        mmengine ``HistoryBuffer`` objects.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UnsafeCheckpointError: the file holds a global outside the
+            allow-list, or a stand-in refused what it was given; the
+            message names it and how to allow a trusted type.
+        DamagedCheckpointError: the file cannot be read as a checkpoint.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    try:
+        with torch.serialization.safe_globals(checkpoint_allow_list()):
+            loaded = torch.load(
+                filename, map_location=map_location, weights_only=True)
+        return _finished(loaded, {})
+    except pickle.UnpicklingError as err:
+        raise _unsafe_error(filename, err) from None
+    except RecursionError:
+        raise DamagedCheckpointError(
+            f'{filename!r} nests objects too deeply to be a checkpoint'
+        ) from None
+    except Exception as err:  # noqa: B902  a damaged file fails anywhere
+        raise DamagedCheckpointError(
+            f'Cannot read {filename!r} as a checkpoint ({type(err).__name__}'
+            f': {str(err)[:300]}); the file is damaged, truncated or not a '
+            'PyTorch checkpoint.') from None
+
+
+def _unsafe_error(filename: str,
+                  err: pickle.UnpicklingError) -> UnsafeCheckpointError:
+    unsafe = _unsafe_globals(filename)
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    reason = next((line for line in lines if 'mmdiff' in line),
+                  lines[0] if lines else type(err).__name__)
+    return UnsafeCheckpointError(
+        f'Refusing to load checkpoint {filename!r}: it holds '
+        f'{", ".join(unsafe) or "an object"} outside mmdiff\'s allow-list '
+        'of checkpoint types. mmdiff loads checkpoints with '
+        'weights_only=True so that a checkpoint file cannot run code. If '
+        'you made this file and trust it, allow the exact type before '
+        'loading: mmdiff.compat.allow_checkpoint_types([YourType]). '
+        f'(reason: {reason.strip()[:400]})')

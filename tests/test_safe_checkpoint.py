@@ -1,0 +1,317 @@
+"""Crafted checkpoints against mmdiff's loader: data loads, code never runs.
+
+Each payload is a few pickle opcodes written here by hand, inside a torch
+zip file (torch.save's own layout with ``data.pkl`` replaced). A payload
+that would run code only touches a marker file in ``tmp_path``; the
+payloads that corrupt memory (a numpy dtype whose flags hide an object
+field) are loaded in a child process, so a regression shows as a failed
+test rather than a crashed test run.
+"""
+import io
+import json
+import os.path as osp
+import subprocess
+import sys
+import zipfile
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer
+
+import mmdiff  # noqa: F401  (installs the loader)
+from mmdiff.compat import (DamagedCheckpointError, UnsafeCheckpointError,
+                           load_checkpoint_file)
+
+PROTO = b'\x80\x02'
+STOP = b'.'
+
+
+def glob(module: str, name: str) -> bytes:
+    return b'c' + module.encode() + b'\n' + name.encode() + b'\n'
+
+
+def text(value: str) -> bytes:
+    data = value.encode()
+    return b'X' + len(data).to_bytes(4, 'little') + data
+
+
+def raw(value: bytes) -> bytes:
+    # _codecs.encode(latin1 text, 'latin1'), as protocol 2 writes bytes
+    return glob('_codecs', 'encode') + text(
+        value.decode('latin1')) + text('latin1') + b'\x86R'
+
+
+def put(i: int) -> bytes:
+    return b'q' + bytes([i])
+
+
+def get(i: int) -> bytes:
+    return b'h' + bytes([i])
+
+
+def write_checkpoint(path: str, payload: bytes) -> str:
+    """torch.save's zip layout, with ``payload`` as its data.pkl."""
+    buffer = io.BytesIO()
+    torch.save({}, buffer)
+    buffer.seek(0)
+    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(path, 'w') as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith('data.pkl'):
+                data = payload
+            dst.writestr(info, data)
+    return path
+
+
+def eval_chain(marker: str) -> bytes:
+    """The issue's chain: getattr -> builtins -> eval, planted by BUILD."""
+    code = f"__import__('pathlib').Path({marker!r}).touch()"
+    return (PROTO + glob('__builtin__', 'getattr') + put(0) + get(0) +
+            text('__self__') + b'\x86R' + put(1)  # builtins module
+            + get(0) + get(1) + text('eval') + b'\x86R' + put(2)  # eval
+            + glob('mmengine.logging.history_buffer', 'HistoryBuffer') +
+            b')\x81' + b'}' + text('__setstate__') + get(2) + b's' + b'b' +
+            text(code) + b'b' + STOP)
+
+
+def os_system(marker: str) -> bytes:
+    return (PROTO + glob('os', 'system') + text(f'touch {marker}') + b'\x85R' +
+            STOP)
+
+
+def planted_setstate(marker: str) -> bytes:
+    """A BUILD that plants an allow-listed callable as __setstate__."""
+    return (PROTO + glob('mmengine.logging.history_buffer', 'HistoryBuffer') +
+            b')\x81' + b'}' + text('__setstate__') +
+            glob('numpy._core.multiarray', 'scalar') + b's' + b'b' +
+            text(marker) + b'b' + STOP)
+
+
+def poisoned_statistics(marker: str) -> bytes:
+    """Class-wide statistics methods replaced through one buffer's state."""
+    return (PROTO + glob('mmengine.logging.history_buffer', 'HistoryBuffer') +
+            b')\x81' + b'}' + text('statistics_methods') + b'}' +
+            text('mean') + glob('numpy', 'dtype') + b'ss' + b'b' + STOP)
+
+
+def getattr_other_name(marker: str) -> bytes:
+    return (PROTO + glob('__builtin__', 'getattr') +
+            glob('mmengine.logging.history_buffer', 'HistoryBuffer') +
+            text('__init__') + b'\x86R' + STOP)
+
+
+def dtype(name: str, state: bytes) -> bytes:
+    return (glob('numpy', 'dtype') + text(name) + b'\x89\x88\x87R' + state +
+            b'b')
+
+
+def hidden_object_dtype() -> bytes:
+    """A void dtype whose state declares an object field but flags 0."""
+    object_dtype = dtype(
+        'O8',
+        b'(K\x03' + text('|') + b'NNN' + b'J\xff\xff\xff\xff' * 2 + b'K\x3ft')
+    fields = b'}' + text('a') + object_dtype + b'K\x00\x86s'
+    state = (b'(K\x03' + text('|') + b'N' + text('a') + b'\x85' + fields +
+             b'K\x08K\x01K\x00t')
+    return dtype('V8', state)
+
+
+def array_over_pointers(marker: str) -> bytes:
+    """_reconstruct + BUILD: raw bytes read as object pointers."""
+    return (PROTO + glob('numpy._core.multiarray', '_reconstruct') +
+            glob('numpy', 'ndarray') + b'K\x00\x85' + raw(b'b') + b'\x87R' +
+            b'(K\x01K\x01\x85' + hidden_object_dtype() + b'\x89' +
+            raw(b'A' * 8) + b'tb' + STOP)
+
+
+def scalar_over_pointers(marker: str) -> bytes:
+    return (PROTO + glob('numpy._core.multiarray', 'scalar') +
+            hidden_object_dtype() + raw(b'A' * 8) + b'\x86R' + STOP)
+
+
+def ndarray_new_over_pointers(marker: str) -> bytes:
+    return (PROTO + glob('numpy', 'ndarray') + b'K\x01\x85' +
+            hidden_object_dtype() + raw(b'A' * 8) + b'\x87\x81' + STOP)
+
+
+CRAFTED = [
+    eval_chain, os_system, planted_setstate, poisoned_statistics,
+    getattr_other_name
+]
+CORRUPTING = [
+    array_over_pointers, scalar_over_pointers, ndarray_new_over_pointers
+]
+
+
+@pytest.mark.parametrize('payload', CRAFTED, ids=lambda f: f.__name__)
+def test_crafted_checkpoints_are_refused(payload: Any, tmp_path: Any) -> None:
+    marker = str(tmp_path / 'marker')
+    path = write_checkpoint(str(tmp_path / 'evil.pth'), payload(marker))
+    before = dict(HistoryBuffer._statistics_methods)
+    with pytest.raises(UnsafeCheckpointError, match='allow-list'):
+        load_checkpoint_file(path)
+    assert not osp.exists(marker)
+    assert HistoryBuffer._statistics_methods == before
+
+
+def test_the_eval_chain_is_a_real_attack(tmp_path: Any) -> None:
+    """The same bytes run code under a loader that allows getattr: the
+    crafted file is a working exploit, not a malformed pickle."""
+    marker = str(tmp_path / 'marker')
+    path = write_checkpoint(str(tmp_path / 'evil.pth'), eval_chain(marker))
+    with torch.serialization.safe_globals([getattr, HistoryBuffer]):
+        torch.load(path, weights_only=True)
+    assert osp.exists(marker)
+
+
+CHILD = '''
+import json, sys
+import mmdiff
+from mmdiff.compat import UnsafeCheckpointError, load_checkpoint_file
+out = {}
+for path in sys.argv[1:]:
+    try:
+        load_checkpoint_file(path)
+        out[path] = 'loaded'
+    except UnsafeCheckpointError as err:
+        out[path] = 'refused: ' + str(err)
+print(json.dumps(out))
+'''
+
+
+def test_memory_corrupting_checkpoints_are_refused(tmp_path: Any) -> None:
+    paths = [
+        write_checkpoint(str(tmp_path / f'{p.__name__}.pth'), p(''))
+        for p in CORRUPTING
+    ]
+    run = subprocess.run([sys.executable, '-c', CHILD, *paths],
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    for path in paths:
+        assert result[path].startswith('refused:'), (path, result[path])
+        assert 'allow-list' in result[path]
+
+
+def _real_checkpoint(path: str) -> None:
+    """The kinds of objects an mmengine 0.10.7 checkpoint holds."""
+    buffer = HistoryBuffer()
+    for v in (1.5, 2.0, 0.25):
+        buffer.update(v)
+    torch.save(
+        dict(
+            meta=dict(
+                epoch=3,
+                seed=np.int64(7),
+                time=np.float32(1.5),
+                name=np.str_('run')),
+            state_dict=dict(w=torch.arange(6.).reshape(2, 3)),
+            message_hub=dict(
+                log_scalars={'train/loss': buffer},
+                runtime_info=dict(
+                    arr=np.arange(6, dtype='>i4').reshape(2, 3, order='F'),
+                    flags=np.array([True, False]),
+                    when=np.array(['2026-12-02'], dtype='M8[D]'),
+                    words=np.array([b'ab', b'c']),
+                    empty=np.zeros((0, 2)),
+                    dt=np.dtype('float16'),
+                    pair=(np.float64(2.0), [np.arange(2)])))), path)
+
+
+def test_real_checkpoint_objects_load_exactly(tmp_path: Any) -> None:
+    path = str(tmp_path / 'real.pth')
+    _real_checkpoint(path)
+    ckpt = load_checkpoint_file(path)
+    reference = torch.load(path, weights_only=False)  # our own file
+    buffer = ckpt['message_hub']['log_scalars']['train/loss']
+    assert type(buffer) is HistoryBuffer
+    assert buffer.mean() == pytest.approx(1.25) and buffer.current() == 0.25
+    assert buffer.statistics('max') == 2.0
+    info, ref = ckpt['message_hub']['runtime_info'], reference['message_hub'][
+        'runtime_info']
+    for key in ('arr', 'flags', 'when', 'words', 'empty'):
+        assert type(info[key]) is np.ndarray
+        assert info[key].dtype == ref[key].dtype, key
+        np.testing.assert_array_equal(info[key], ref[key])
+    assert info['arr'].flags.f_contiguous and info['arr'].flags.writeable
+    assert info['dt'] == np.dtype('float16')
+    assert type(info['pair']) is tuple
+    assert type(info['pair'][0]) is np.float64
+    np.testing.assert_array_equal(info['pair'][1][0], np.arange(2))
+    assert ckpt['meta']['seed'] == 7 and type(ckpt['meta']['seed']) is np.int64
+    assert ckpt['meta']['name'] == 'run'
+    assert torch.equal(ckpt['state_dict']['w'], reference['state_dict']['w'])
+
+
+FUZZ = '''
+import json, random, sys, zipfile, io
+import mmdiff
+from mmdiff.compat import (DamagedCheckpointError, UnsafeCheckpointError,
+                           load_checkpoint_file)
+src, out_dir, seed, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), \\
+    int(sys.argv[4])
+rng = random.Random(seed)
+with zipfile.ZipFile(src) as z:
+    entries = [(i, z.read(i.filename)) for i in z.infolist()]
+pkl = next(d for i, d in entries if i.filename.endswith('data.pkl'))
+counts = dict(loaded=0, unsafe=0, damaged=0)
+for r in range(rounds):
+    data = bytearray(pkl)
+    for _ in range(rng.randint(1, 4)):
+        kind, pos = rng.random(), rng.randrange(len(data))
+        if kind < 0.6:
+            data[pos] = rng.randrange(256)
+        elif kind < 0.8:
+            del data[pos:pos + rng.randint(1, 8)]
+        else:
+            data[pos:pos] = bytes(rng.randrange(256)
+                                  for _ in range(rng.randint(1, 8)))
+    path = f'{out_dir}/fuzz.pth'
+    with zipfile.ZipFile(path, 'w') as z:
+        for info, d in entries:
+            z.writestr(info, bytes(data) if info.filename.endswith(
+                'data.pkl') else d)
+    try:
+        load_checkpoint_file(path)
+        counts['loaded'] += 1
+    except UnsafeCheckpointError:
+        counts['unsafe'] += 1
+    except DamagedCheckpointError:
+        counts['damaged'] += 1
+print(json.dumps(counts))
+'''
+
+
+def test_fuzzed_real_checkpoint_loads_as_data_or_fails_clearly(
+        tmp_path: Any) -> None:
+    src = str(tmp_path / 'real.pth')
+    _real_checkpoint(src)
+    rounds = 300
+    run = subprocess.run(
+        [sys.executable, '-c', FUZZ, src,
+         str(tmp_path), '0',
+         str(rounds)],
+        capture_output=True,
+        text=True,
+        timeout=600)
+    # Any other exception, or a crash of the interpreter, fails here.
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = json.loads(run.stdout.splitlines()[-1])
+    assert sum(counts.values()) == rounds
+    assert counts['unsafe'] and counts['damaged']  # both routes exercised
+    assert not list(tmp_path.glob('marker*'))
+
+
+def test_damaged_file_is_named(tmp_path: Any) -> None:
+    path = str(tmp_path / 'cut.pth')
+    _real_checkpoint(path)
+    with open(path, 'rb') as f:
+        data = f.read()
+    with open(path, 'wb') as f:
+        f.write(data[:len(data) // 2])
+    with pytest.raises(DamagedCheckpointError, match='cut.pth.*damaged'):
+        load_checkpoint_file(path)
