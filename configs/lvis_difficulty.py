@@ -9,18 +9,26 @@
 _base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py'
 custom_imports = dict(imports=['mmdiff'], allow_failed_imports=False)
 
-# ---- knobs ------------------------------------------------------------
-data_root = 'data/lvis_v1/'
-sampler_scheme = 'repeat_factor'  # 'paper' | 'class_aware' | 'uniform'
-rfs_thr = 0.001  # LVIS repeat-factor threshold t
-beta = 1.0  # exponent of the difficulty in the repeat_factor scheme
-temperature = 1.0  # D ** (1 / T) before weighting
-warmup_epochs = 0  # epochs of prior-only sampling
-difficulty_c = 1.0  # prior c of D = (c + sum du) / (c + sum dl)
-reduce = 'mean'  # object -> image difficulty: 'mean' | 'max' | 'sum'
-topk = 8  # classes kept per object besides the true one
-roi_stage = -1  # cascade heads: the stage read
-dump_difficulty = True  # work_dir/difficulty/epoch_*.npz for tools/analysis
+# ---- knobs -----------------------------------------------------------
+# Values are written where they are used: a child config (or
+# --cfg-options) changes a knob at its key, e.g.
+#     train_dataloader = dict(sampler=dict(beta=2.0))
+#     --cfg-options train_dataloader.sampler.beta=2.0 custom_hooks.0.c=3.0
+# (mmengine expands a base config's variables in the base, so a child's
+# `beta = 2.0` would change nothing; custom_hooks is a list: a child
+# restates the whole DifficultyHook dict). The README lists every option.
+#   train_dataloader.dataset.data_root   'data/lvis_v1/'
+#   train_dataloader.sampler.scheme      'repeat_factor' | 'paper' |
+#                                        'class_aware' | 'uniform'
+#   train_dataloader.sampler.thr         LVIS repeat-factor threshold t
+#   train_dataloader.sampler.beta        exponent of D in repeat_factor
+#   train_dataloader.sampler.temperature D ** (1 / T) before weighting
+#   train_dataloader.sampler.warmup_epochs  epochs of prior-only sampling
+#   custom_hooks.0.c                     prior c of D
+#   custom_hooks.0.reduce                object -> image: mean | max | sum
+#   custom_hooks.0.topk                  classes kept per object (top-k)
+#   custom_hooks.0.stage                 cascade heads: the stage read
+#   custom_hooks.0.dump                  work_dir/difficulty/epoch_*.npz
 # -----------------------------------------------------------------------
 
 train_pipeline = [
@@ -42,32 +50,32 @@ train_dataloader = dict(
     sampler=dict(
         _delete_=True,
         type='DifficultyClassAwareSampler',
-        scheme=sampler_scheme,
-        thr=rfs_thr,
-        beta=beta,
-        temperature=temperature,
-        warmup_epochs=warmup_epochs),
+        scheme='repeat_factor',
+        thr=0.001,
+        beta=1.0,
+        temperature=1.0,
+        warmup_epochs=0),
     # The plain LVIS v1 set replaces mmdet's static ClassBalancedDataset:
     # the sampler applies the repeat factors itself.
     dataset=dict(
         _delete_=True,
         type='LVISV1Dataset',
-        data_root=data_root,
+        data_root='data/lvis_v1/',
         ann_file='annotations/lvis_v1_train.json',
         data_prefix=dict(img=''),
         filter_cfg=dict(filter_empty_gt=True, min_size=32),
         pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(data_root=data_root))
+val_dataloader = dict(dataset=dict(data_root='data/lvis_v1/'))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/lvis_v1_val.json')
+val_evaluator = dict(ann_file='data/lvis_v1/annotations/lvis_v1_val.json')
 test_evaluator = val_evaluator
 
 custom_hooks = [
     dict(
         type='DifficultyHook',
-        c=difficulty_c,
-        reduce=reduce,
-        topk=topk,
-        stage=roi_stage,
-        dump=dump_difficulty)
+        c=1.0,
+        reduce='mean',
+        topk=8,
+        stage=-1,
+        dump=True)
 ]

@@ -5,7 +5,7 @@
 2. torch >= 2.6 loads checkpoints with ``weights_only=True``, and mmengine
    0.10.7 checkpoints hold a ``HistoryBuffer`` and numpy objects, so
    ``--resume`` fails. mmdiff replaces mmengine's local-file loader with
-   :func:`mmdiff.safe_checkpoint.load_checkpoint_file`, whose stand-ins
+   :func:`mmdiff.safe_load.load_checkpoint_file`, whose stand-ins
    load exactly what those checkpoints hold, as data; it never falls back
    to ``weights_only=False`` (which would let a checkpoint file run code).
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .safe_checkpoint import (DamagedCheckpointError, UnsafeCheckpointError,
-                              allow_checkpoint_types, checkpoint_allow_list,
-                              load_checkpoint_file)
+from .safe_load import (DamagedCheckpointError, UnsafeCheckpointError,
+                        allow_checkpoint_types, checkpoint_allow_list,
+                        load_checkpoint_file)
 
 __all__ = [
     'apply_compat', 'allow_checkpoint_types', 'checkpoint_allow_list',

@@ -315,3 +315,66 @@ def test_damaged_file_is_named(tmp_path: Any) -> None:
         f.write(data[:len(data) // 2])
     with pytest.raises(DamagedCheckpointError, match='cut.pth.*damaged'):
         load_checkpoint_file(path)
+
+
+# ---------------------------------------------------------------------------
+# data pickles (the CIFAR archives) through the same stand-ins
+def py2_str(value: bytes) -> bytes:
+    """SHORT_BINSTRING: a Python 2 str (bytes under encoding='bytes')."""
+    return b'U' + bytes([len(value)]) + value
+
+
+def py2_cifar_batch() -> bytes:
+    """A CIFAR batch as Python 2's cPickle wrote it (numpy 1 names)."""
+    dtype_u1 = (
+        glob('numpy', 'dtype') + py2_str(b'u1') + b'\x89\x88\x87R' +
+        b'(K\x03' + py2_str(b'|') + b'NNN' + b'J\xff\xff\xff\xff' * 2 +
+        b'K\x00tb')
+    array = (
+        glob('numpy.core.multiarray', '_reconstruct') +
+        glob('numpy', 'ndarray') + b'K\x00\x85' + py2_str(b'b') + b'\x87R' +
+        b'(K\x01K\x02K\x03\x86' + dtype_u1 + b'\x89' +
+        py2_str(bytes(range(6))) + b'tb')
+    return (PROTO + b'}(' + py2_str(b'labels') + b'](K\x07K\x02e' +
+            py2_str(b'data') + array + b'u' + STOP)
+
+
+def test_python2_cifar_batch_loads_as_data(tmp_path: Any) -> None:
+    from mmdiff.safe_load import load_pickle_data
+    path = tmp_path / 'data_batch_1'
+    path.write_bytes(py2_cifar_batch())
+    batch = load_pickle_data(str(path))
+    assert batch[b'labels'] == [7, 2]
+    assert type(batch[b'data']) is np.ndarray
+    np.testing.assert_array_equal(batch[b'data'],
+                                  np.arange(6, dtype=np.uint8).reshape(2, 3))
+
+
+@pytest.mark.parametrize('payload', CRAFTED, ids=lambda f: f.__name__)
+def test_data_pickles_refuse_the_crafted_payloads(payload: Any,
+                                                  tmp_path: Any) -> None:
+    from mmdiff.safe_load import load_pickle_data
+    marker = str(tmp_path / 'marker')
+    path = tmp_path / 'batch'
+    path.write_bytes(payload(marker))
+    with pytest.raises(UnsafeCheckpointError):
+        load_pickle_data(str(path))
+    assert not osp.exists(marker)
+
+
+def test_data_pickles_refuse_memory_corruption(tmp_path: Any) -> None:
+    paths = []
+    for p in CORRUPTING:
+        path = tmp_path / p.__name__
+        path.write_bytes(p(''))
+        paths.append(str(path))
+    child = CHILD.replace('load_checkpoint_file',
+                          'load_pickle_data').replace('mmdiff.compat',
+                                                      'mmdiff.safe_load')
+    run = subprocess.run([sys.executable, '-c', child, *paths],
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert all(v.startswith('refused:') for v in result.values()), result

@@ -1,6 +1,7 @@
 # CIFAR-100-LT, imbalance ratio 20: the cross-entropy baseline ("Base")
-# of Yu et al., CVPR 2022 (PAPER.md table: 53.0% top-1). ResNet-32 with the
-# multi-head normalised classifier, uniform sampling, 200 epochs.
+# of Yu et al., CVPR 2022 (their table, docs/method.md: 53.0% top-1).
+# ResNet-32 with the multi-head normalised classifier, uniform sampling,
+# 200 epochs.
 _base_ = [
     './_base_/models/resnet32_multihead.py',
     './_base_/datasets/cifar100_lt.py',
@@ -14,6 +15,6 @@ num_classes = 100
 # ---------------------------------------------------------------------
 
 model = dict(head=dict(num_classes=num_classes))
-train_dataloader = dict(dataset=dict(imbalance_ratio=imbalance_ratio))
-val_evaluator = dict(imbalance_ratio=imbalance_ratio)
+train_dataloader = dict(dataset=dict(imbalance_ratio=20))
+val_evaluator = dict(imbalance_ratio=20)
 test_evaluator = val_evaluator

@@ -1,6 +1,7 @@
 # CIFAR-10-LT, imbalance ratio 100: the cross-entropy baseline ("Base")
-# of Yu et al., CVPR 2022 (PAPER.md table: 72.2% top-1). ResNet-32 with the
-# multi-head normalised classifier, uniform sampling, 200 epochs.
+# of Yu et al., CVPR 2022 (their table, docs/method.md: 72.2% top-1).
+# ResNet-32 with the multi-head normalised classifier, uniform sampling,
+# 200 epochs.
 _base_ = [
     './_base_/models/resnet32_multihead.py',
     './_base_/datasets/cifar10_lt.py',
@@ -8,10 +9,8 @@ _base_ = [
     './_base_/default_runtime.py',
 ]
 
-# Knobs ---------------------------------------------------------------
-imbalance_ratio = 100  # one of 1, 10, 20, 50, 100
-# ---------------------------------------------------------------------
-
-train_dataloader = dict(dataset=dict(imbalance_ratio=imbalance_ratio))
-val_evaluator = dict(imbalance_ratio=imbalance_ratio)
+# The imbalance ratio (one of 1, 10, 20, 50, 100) is the knob, at
+# train_dataloader.dataset.imbalance_ratio and val_evaluator.imbalance_ratio.
+train_dataloader = dict(dataset=dict(imbalance_ratio=100))
+val_evaluator = dict(imbalance_ratio=100)
 test_evaluator = val_evaluator

@@ -1,10 +1,9 @@
 # Cascade Mask R-CNN R50-FPN on LVIS v1, 1x, with difficulty re-sampling
 # (mmdet's cascade-mask-rcnn_r50_fpn heads with 1203 classes). The hook
-# reads the classifier of stage roi_stage (default -1: the last).
+# reads the classifier of custom_hooks.0.stage (-1: the last).
 _base_ = '../lvis_difficulty.py'
 
 num_classes = 1203
-roi_stage = -1
 
 
 def _bbox_head(stds: list) -> dict:
@@ -60,12 +59,13 @@ model = dict(
         rcnn=[_rcnn_train(0.5),
               _rcnn_train(0.6),
               _rcnn_train(0.7)]))
+# custom_hooks is a list, so the hook is restated whole.
 custom_hooks = [
     dict(
         type='DifficultyHook',
-        c={{_base_.difficulty_c}},
-        reduce={{_base_.reduce}},
-        topk={{_base_.topk}},
-        stage=roi_stage,
-        dump={{_base_.dump_difficulty}})
+        c=1.0,
+        reduce='mean',
+        topk=8,
+        stage=-1,
+        dump=True)
 ]

@@ -2,5 +2,4 @@
 # then an image of it with probability proportional to its difficulty.
 _base_ = '../lvis_difficulty.py'
 
-sampler_scheme = 'class_aware'
-train_dataloader = dict(sampler=dict(scheme=sampler_scheme))
+train_dataloader = dict(sampler=dict(scheme='class_aware'))

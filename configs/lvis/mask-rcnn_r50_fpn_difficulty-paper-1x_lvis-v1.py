@@ -1,5 +1,4 @@
 # The paper's flat scheme: w_i proportional to D_i, no class prior.
 _base_ = '../lvis_difficulty.py'
 
-sampler_scheme = 'paper'
-train_dataloader = dict(sampler=dict(scheme=sampler_scheme))
+train_dataloader = dict(sampler=dict(scheme='paper'))

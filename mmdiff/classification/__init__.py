@@ -11,7 +11,7 @@
 - METRICS: ``LongTailAccuracy``
 """
 from .cifar_lt import (CIFAR10LT, CIFAR100LT, CIFAR_LT_RATIOS, CIFARLTDataset,
-                       cifar_lt_counts, write_fake_cifar)
+                       cifar_lt_counts)
 from .classifier import ImageClassifier
 from .data_preprocessor import ClsDataPreprocessor
 from .data_sample import ClsDataSample, format_label
@@ -24,9 +24,9 @@ from .transforms import PackClsInputs, PadRandomCrop, RandomHorizontalFlip
 
 __all__ = [
     'CIFAR_LT_RATIOS', 'CIFAR10LT', 'CIFAR100LT', 'CIFARLTDataset',
-    'cifar_lt_counts', 'write_fake_cifar', 'ImageClassifier',
-    'ClsDataPreprocessor', 'ClsDataSample', 'format_label', 'ClsHead',
-    'LinearClsHead', 'MultiHeadNormClsHead', 'CrossEntropyLoss',
-    'LongTailAccuracy', 'GlobalAveragePooling', 'CifarBasicBlock',
-    'ResNetCifar', 'PackClsInputs', 'PadRandomCrop', 'RandomHorizontalFlip'
+    'cifar_lt_counts', 'ImageClassifier', 'ClsDataPreprocessor',
+    'ClsDataSample', 'format_label', 'ClsHead', 'LinearClsHead',
+    'MultiHeadNormClsHead', 'CrossEntropyLoss', 'LongTailAccuracy',
+    'GlobalAveragePooling', 'CifarBasicBlock', 'ResNetCifar', 'PackClsInputs',
+    'PadRandomCrop', 'RandomHorizontalFlip'
 ]

@@ -5,13 +5,15 @@ Nothing in this package may import mmengine, mmcv or mmdet.
 from .aggregate import image_difficulty, instance_offsets, instance_to_image
 from .class_index import ImageClassIndex
 from .dataset_index import DatasetIndex
+from .diagnostics import sampling_diagnostics
+from .frequency import (LVIS_FREQUENCY_GROUPS, LVIS_FREQUENCY_THRESHOLDS,
+                        frequency_groups, frequency_of_counts)
 from .psi import psi_split, psi_split_compressed, psi_split_from_prior
 from .records import EpochRecords, observe_into
 from .state import DifficultyState
 from .topk_codec import TopkRecord, compress, decompress
-from .weights import (LVIS_FREQUENCY_GROUPS, SCHEMES, check_image_difficulty,
-                      check_scheme_args, frequency_groups, lvis_repeat_factors,
-                      sampling_diagnostics, sampling_weights)
+from .weights import (SCHEMES, check_image_difficulty, check_scheme_args,
+                      lvis_repeat_factors, sampling_weights)
 
 __all__ = [
     'psi_split', 'psi_split_compressed', 'psi_split_from_prior',
@@ -20,5 +22,5 @@ __all__ = [
     'instance_to_image', 'ImageClassIndex', 'DatasetIndex', 'SCHEMES',
     'LVIS_FREQUENCY_GROUPS', 'check_image_difficulty', 'check_scheme_args',
     'lvis_repeat_factors', 'sampling_weights', 'frequency_groups',
-    'sampling_diagnostics'
+    'sampling_diagnostics', 'LVIS_FREQUENCY_THRESHOLDS', 'frequency_of_counts'
 ]

@@ -17,30 +17,28 @@ stored prediction of the previous epoch in which the instance was seen
 (uniform on first sight). Unseen instances keep their state.
 
 Storage (:mod:`mmdiff.core.storage`): ``'dense'`` keeps every last
-prediction exactly, ``'topk'`` its top-k record (:mod:`~.topk_codec`);
-``'auto'`` is dense when ``N * K <= 2 ** 24``. In top-k storage the first
-term of an instance, from ``p_0``, is computed from the dense prediction
-at observe time and kept with the observation: the uniform stand-in of the
-record would replace the mean of ``ln p`` over the unstored classes by
-``ln`` of their mean (Jensen), an error that does not shrink with their
-mass. At LVIS scale (1.27M objects, K = 1,204, k = 8) the stored state
-takes 50 bytes per instance, 64 MB; an epoch's pending observations add
-about 66 bytes per observed instance until ``end_epoch``.
+prediction exactly, ``'topk'`` its top-k record; ``'auto'`` is dense when
+``N * K <= 2 ** 24``. In top-k storage the first term (from ``p_0``) is
+computed from the dense prediction at observe time (docs/method.md says
+why). At LVIS scale (1.27M objects, K = 1,204, k = 8) the stored state
+takes 50 bytes per instance, 64 MB; pending observations add about 66
+bytes per observed instance until ``end_epoch``.
 """
-import contextlib
 import warnings
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
+from .pending import PendingObservations
 from .psi import _split_from_prior
-from .storage import EPS, DenseStorage, TopkStorage
+from .storage import EPS, DenseStorage, TopkStorage, cpu_threads
 from .topk_codec import (PROB_DTYPE, TopkRecord, compress, decompress,
                          index_dtype)
-from .validation import (ArrayLike, check_ids, check_int, check_labels,
-                         check_positive, check_prior_terms, check_probs,
-                         check_topk_record, row_sum_tolerance, to_tensor)
+from .validation import (SNAPSHOT_CONFIG, ArrayLike, check_ids, check_int,
+                         check_labels, check_positive, check_prior_terms,
+                         check_probs, check_snapshot_config, check_topk_record,
+                         row_sum_tolerance, snapshot_tensor, to_tensor)
 
 __all__ = ['DifficultyState', 'compress', 'decompress']
 
@@ -52,60 +50,7 @@ STORAGES = ('auto', 'dense', 'topk')
 # the 2-core machine). GPUs take everything at once.
 CPU_CHUNK = 2**13
 CUDA_CHUNK = 2**22
-CONFIG_KEYS = ('num_instances', 'num_classes', 'c', 'storage', 'topk', 'epoch')
 Device = Union[str, torch.device]
-# One observe call: ids, labels, storage payload, (2, n) first terms.
-Pending = Tuple[torch.Tensor, torch.Tensor, Tuple[torch.Tensor, ...],
-                torch.Tensor]
-
-
-@contextlib.contextmanager
-def _cpu_threads(device: torch.device, num: int) -> Iterator[None]:
-    """Cap torch's intra-op CPU threads for a block, then restore them.
-
-    end_epoch runs ~60 small ops per 8k-instance chunk. Splitting each op
-    across threads gains at most the core count but costs a thread barrier
-    per op; on the shared 2-core machines a second thread made end_epoch
-    10x *slower*. Changing the thread count costs ~6 ms (pool rebuild):
-    fine once per epoch, which is why observe() does not do it.
-    """
-    previous = torch.get_num_threads()
-    if device.type != 'cpu' or previous <= num:
-        yield
-        return
-    torch.set_num_threads(num)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _last_rows(
-        ids: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Unique ids (sorted) and, for each, the row of its last occurrence.
-
-    The rows are None when the ids are already sorted and unique (every row
-    kept in its own order); otherwise callers must take ``values[rows]``
-    so that each value stays with its id.
-    """
-    n = ids.numel()
-    if ids.device.type != 'cpu':
-        uniq, inverse = torch.unique(ids, return_inverse=True)
-        if uniq.numel() == n and bool((uniq == ids).all()):
-            return ids, None
-        pos = torch.arange(n, device=ids.device)
-        last = torch.full_like(uniq, -1).scatter_reduce(
-            0, inverse, pos, reduce='amax')
-        return uniq, last
-    # numpy on CPU: torch's threaded sort took 100x longer on busy cores.
-    array = ids.numpy()
-    if n < 2 or bool((array[1:] > array[:-1]).all()):
-        return ids, None
-    order = np.argsort(array, kind='stable')
-    ordered = array[order]
-    # A stable sort keeps equal ids in call order: take each run's end.
-    ends = np.flatnonzero(np.append(ordered[1:] != ordered[:-1], True))
-    return torch.from_numpy(ordered[ends]), torch.from_numpy(order[ends])
 
 
 class DifficultyState:
@@ -168,7 +113,7 @@ class DifficultyState:
                                       -1,
                                       dtype=index_dtype(self.num_classes),
                                       device=dev)
-        self._pending: List[Pending] = []
+        self._pending = PendingObservations()
 
     @property
     def sum_dl(self) -> torch.Tensor:
@@ -192,17 +137,13 @@ class DifficultyState:
     def nbytes(self) -> int:
         """int: Bytes held, pending observations of this epoch included."""
         held = [self._sums, self._prev_label, *self._store.tensors.values()]
-        for ids, labels, payload, prior in self._pending:
-            held += [ids, labels, prior, *payload]
+        held += self._pending.tensors()
         return sum(t.numel() * t.element_size() for t in held)
 
     @property
     def num_pending(self) -> int:
         """int: Instances observed in the current (unfinished) epoch."""
-        if not self._pending:
-            return 0
-        return int(
-            torch.unique(torch.cat([p[0] for p in self._pending])).numel())
+        return self._pending.num_unique()
 
     def to(self, device: Device) -> 'DifficultyState':
         """Move the state to ``device`` in place.
@@ -217,10 +158,7 @@ class DifficultyState:
         self._store.to(self.device)
         self._sums = self._sums.to(self.device)
         self._prev_label = self._prev_label.to(self.device)
-        self._pending = [(i.to(self.device), lab.to(self.device),
-                          tuple(p.to(self.device)
-                                for p in pay), pr.to(self.device))
-                         for i, lab, pay, pr in self._pending]
+        self._pending.to(self.device)
         return self
 
     # ------------------------------------------------------------------
@@ -262,9 +200,8 @@ class DifficultyState:
             prior[:, first] = torch.stack(
                 _split_from_prior(probs_t[first], labels_t[first],
                                   EPS)).to(torch.float32)
-        self._pending.append(
-            (ids_t, labels_t.long(), self._store.encode(probs_t,
-                                                        labels_t), prior))
+        self._pending.add(ids_t, labels_t.long(),
+                          self._store.encode(probs_t, labels_t), prior)
 
     def observe_compressed(self,
                            ids: ArrayLike,
@@ -284,10 +221,8 @@ class DifficultyState:
 
         To match :meth:`observe` exactly, also pass the exact first terms
         ``psi_split_from_prior(probs, labels)`` computed next to
-        ``compress``; they are used for instances without a stored
-        prediction. Without them such instances get the term between
-        ``p_0`` and the record, which misses the spread of the unstored
-        classes (see :func:`mmdiff.core.psi.psi_split_from_prior`).
+        ``compress``; without them a first term is the one between ``p_0``
+        and the record (see :func:`mmdiff.core.psi_split_from_prior`).
 
         Args:
             ids (np.ndarray | torch.Tensor): (n,) instance ids in [0, N).
@@ -325,36 +260,11 @@ class DifficultyState:
             prior = torch.full((2, n), float('nan'), device=dev)
         # Kept only where used, as observe() does: identical states.
         prior = prior.masked_fill(self._prev_label[ids_t] >= 0, float('nan'))
-        self._pending.append(
-            (ids_t, labels_t.long(), self._store.from_record(labels_t,
-                                                             record), prior))
+        self._pending.add(ids_t, labels_t.long(),
+                          self._store.from_record(labels_t, record), prior)
 
     # ------------------------------------------------------------------
     # epoch update
-    def _concat_pending(self) -> Optional[Pending]:
-        """This epoch's observations in call order, as one chunk."""
-        pending = self._pending
-        if not pending:
-            return None
-        return (torch.cat([p[0] for p in pending]),
-                torch.cat([p[1] for p in pending]),
-                tuple(
-                    torch.cat(parts)
-                    for parts in zip(*(p[2] for p in pending))),
-                torch.cat([p[3] for p in pending], dim=1))
-
-    def _take_pending(self) -> Optional[Pending]:
-        """This epoch's last observation per instance, ids sorted."""
-        taken, self._pending = self._concat_pending(), []
-        if taken is None:
-            return None
-        ids, labels, payload, prior = taken
-        ids, rows = _last_rows(ids)
-        if rows is not None:
-            labels, prior = labels[rows], prior[:, rows]
-            payload = tuple(t[rows] for t in payload)
-        return ids, labels, payload, prior
-
     def end_epoch(self) -> int:
         """Add one dl / du term per instance observed in this epoch.
 
@@ -365,8 +275,8 @@ class DifficultyState:
         Returns:
             int: The number of instances updated.
         """
-        with _cpu_threads(self.device, 1):
-            taken = self._take_pending()
+        with cpu_threads(self.device, 1):
+            taken = self._pending.take_last()
             self.epoch += 1
             if taken is None:
                 return 0
@@ -418,12 +328,7 @@ class DifficultyState:
         ids_t = self._ids(ids)
         self._sums[:, ids_t] = 0
         self._prev_label[ids_t] = -1
-        kept = []
-        for p_ids, labels, payload, prior in self._pending:
-            keep = ~torch.isin(p_ids, ids_t)
-            kept.append((p_ids[keep], labels[keep],
-                         tuple(t[keep] for t in payload), prior[:, keep]))
-        self._pending = kept
+        self._pending.drop(ids_t)
 
     # ------------------------------------------------------------------
     # checkpointing
@@ -435,19 +340,14 @@ class DifficultyState:
             epoch), every state tensor, and this epoch's pending
             observations (``pending_*``), cloned to the CPU.
         """
-        sd: Dict[str, Any] = {key: getattr(self, key) for key in CONFIG_KEYS}
+        sd: Dict[str, Any] = {
+            key: getattr(self, key)
+            for key in SNAPSHOT_CONFIG
+        }
         for name, tensor in self._tensors().items():
             sd[name] = tensor.detach().cpu().clone()
-        pending = self._concat_pending()
-        if pending is not None:
-            ids, labels, payload, prior = pending
-            sd.update(
-                pending_ids=ids, pending_labels=labels, pending_prior=prior)
-            for name, tensor in zip(self._store.payload_layout(0), payload):
-                sd[f'pending_{name}'] = tensor
-            for key in sd:
-                if key.startswith('pending_'):
-                    sd[key] = sd[key].detach().cpu().clone()
+        sd.update(
+            self._pending.state_dict(list(self._store.payload_layout(0))))
         return sd
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -464,27 +364,8 @@ class DifficultyState:
             ValueError: If the snapshot belongs to another dataset (other
                 N or K) or is malformed.
         """
-        missing = [key for key in CONFIG_KEYS if key not in state_dict]
-        if missing:
-            raise ValueError(
-                f'state_dict is not a DifficultyState snapshot: missing '
-                f'{missing}')
-        n_ck = int(state_dict['num_instances'])
-        k_ck = int(state_dict['num_classes'])
-        if (n_ck, k_ck) != (self.num_instances, self.num_classes):
-            raise ValueError(
-                f'the difficulty checkpoint was made for another dataset: it '
-                f'has num_instances={n_ck}, num_classes={k_ck}, but this '
-                f'state has num_instances={self.num_instances}, '
-                f'num_classes={self.num_classes}')
-        c = check_positive(state_dict['c'], 'c')
-        storage = state_dict['storage']
-        if storage not in ('dense', 'topk'):
-            raise ValueError(
-                f"state_dict['storage'] must be 'dense' or 'topk', got "
-                f'{storage!r}')
-        topk = check_int(state_dict['topk'], 'topk', 0)
-        epoch = check_int(state_dict['epoch'], 'epoch', 0)
+        c, storage, topk, epoch = check_snapshot_config(
+            state_dict, self.num_instances, self.num_classes)
         if c != self.c:
             warnings.warn(
                 f'DifficultyState: using c={c} from the checkpoint instead '
@@ -493,35 +374,24 @@ class DifficultyState:
         self._allocate()
         for name, target in self._tensors().items():
             target.copy_(
-                self._loaded(state_dict, name, target.shape, target.dtype))
-        self._pending = self._loaded_pending(state_dict)
+                snapshot_tensor(state_dict, name, target.shape, target.dtype))
+        self._load_pending(state_dict)
         self.epoch = epoch
 
-    @staticmethod
-    def _loaded(state_dict: Mapping[str, Any], name: str, shape: tuple,
-                dtype: torch.dtype) -> torch.Tensor:
-        if name not in state_dict:
-            raise ValueError(f'state_dict lacks {name!r}')
-        value = to_tensor(state_dict[name], name)
-        if tuple(value.shape) != tuple(shape) or value.dtype != dtype:
-            raise ValueError(f'state_dict[{name!r}] must be {dtype} of shape '
-                             f'{tuple(shape)}, got {value.dtype} of shape '
-                             f'{tuple(value.shape)}')
-        return value
-
-    def _loaded_pending(self, state_dict: Mapping[str, Any]) -> List[Pending]:
+    def _load_pending(self, state_dict: Mapping[str, Any]) -> None:
         if 'pending_ids' not in state_dict:
-            return []
+            return
         ids = self._ids(state_dict['pending_ids'])
         n = ids.numel()
-        labels = self._loaded(state_dict, 'pending_labels', (n, ), torch.int64)
-        prior = self._loaded(state_dict, 'pending_prior', (2, n),
-                             torch.float32)
-        payload = tuple(
-            self._loaded(state_dict, f'pending_{name}', shape, dtype).to(
-                self.device)
-            for name, (shape, dtype) in self._store.payload_layout(n).items())
-        return [(ids, labels.to(self.device), payload, prior.to(self.device))]
+        parts = [
+            snapshot_tensor(state_dict, f'pending_{name}', shape,
+                            dtype).to(self.device)
+            for name, (shape,
+                       dtype) in (('labels', ((n, ), torch.int64)),
+                                  ('prior', ((2, n), torch.float32)),
+                                  *self._store.payload_layout(n).items())
+        ]
+        self._pending.add(ids, parts[0], tuple(parts[2:]), parts[1])
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(num_instances={self.num_instances}, '

@@ -18,7 +18,8 @@ record), split against the stored ones by :meth:`split` and written by
 Shapes: ``N`` instances, ``K`` classes, ``k`` stored other classes, ``n``
 observations, ``Rows`` a slice or an index tensor of instances.
 """
-from typing import Dict, Tuple, Union
+import contextlib
+from typing import Dict, Iterator, Tuple, Union
 
 import torch
 
@@ -27,7 +28,29 @@ from .psi import (_split_tensors, rest_share, split_columns,
 from .topk_codec import (TopkRecord, _compress, _decompress, from_stored,
                          index_dtype, to_stored)
 
-__all__ = ['DenseStorage', 'TopkStorage', 'EPS']
+__all__ = ['DenseStorage', 'TopkStorage', 'EPS', 'cpu_threads']
+
+
+@contextlib.contextmanager
+def cpu_threads(device: torch.device, num: int) -> Iterator[None]:
+    """Cap torch's intra-op CPU threads for a block, then restore them.
+
+    end_epoch runs ~60 small ops per 8k-instance chunk. Splitting each op
+    across threads gains at most the core count but costs a thread barrier
+    per op; on the shared 2-core machines a second thread made end_epoch
+    10x *slower*. Changing the thread count costs ~6 ms (pool rebuild):
+    fine once per epoch, which is why observe() does not do it.
+    """
+    previous = torch.get_num_threads()
+    if device.type != 'cpu' or previous <= num:
+        yield
+        return
+    torch.set_num_threads(num)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
 
 EPS = 1e-12
 Payload = Tuple[torch.Tensor, ...]

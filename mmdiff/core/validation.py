@@ -329,3 +329,58 @@ def check_prior_terms(prior_dl: Any, prior_du: Any, n: int,
             raise ValueError(f'{name} must be finite and >= 0')
         values.append(tensor.to(torch.float32))
     return torch.stack(values)
+
+
+#: The plain values of a DifficultyState snapshot, beside its tensors.
+SNAPSHOT_CONFIG = ('num_instances', 'num_classes', 'c', 'storage', 'topk',
+                   'epoch')
+
+
+def check_snapshot_config(state_dict: Any, num_instances: int,
+                          num_classes: int) -> tuple:
+    """``(c, storage, topk, epoch)`` of a DifficultyState snapshot.
+
+    Args:
+        state_dict (Mapping): The snapshot.
+        num_instances (int): N of the state that loads it.
+        num_classes (int): K of the state that loads it.
+
+    Raises:
+        ValueError: If it is not a snapshot, belongs to another dataset
+            (other N or K) or is malformed.
+    """
+    missing = [key for key in SNAPSHOT_CONFIG if key not in state_dict]
+    if missing:
+        raise ValueError(f'state_dict is not a DifficultyState snapshot: '
+                         f'missing {missing}')
+    n_ck = int(state_dict['num_instances'])
+    k_ck = int(state_dict['num_classes'])
+    if (n_ck, k_ck) != (num_instances, num_classes):
+        raise ValueError(
+            f'the difficulty checkpoint was made for another dataset: it has '
+            f'num_instances={n_ck}, num_classes={k_ck}, but this state has '
+            f'num_instances={num_instances}, num_classes={num_classes}')
+    storage = state_dict['storage']
+    if storage not in ('dense', 'topk'):
+        raise ValueError(f"state_dict['storage'] must be 'dense' or 'topk', "
+                         f'got {storage!r}')
+    return (check_positive(state_dict['c'], 'c'), storage,
+            check_int(state_dict['topk'], 'topk',
+                      0), check_int(state_dict['epoch'], 'epoch', 0))
+
+
+def snapshot_tensor(state_dict: Any, name: str, shape: tuple,
+                    dtype: torch.dtype) -> torch.Tensor:
+    """One tensor of a snapshot, checked against its expected layout.
+
+    Raises:
+        ValueError: If it is missing or has another shape or dtype.
+    """
+    if name not in state_dict:
+        raise ValueError(f'state_dict lacks {name!r}')
+    value = to_tensor(state_dict[name], name)
+    if tuple(value.shape) != tuple(shape) or value.dtype != dtype:
+        raise ValueError(f'state_dict[{name!r}] must be {dtype} of shape '
+                         f'{tuple(shape)}, got {value.dtype} of shape '
+                         f'{tuple(value.shape)}')
+    return value

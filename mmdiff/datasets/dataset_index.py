@@ -8,11 +8,9 @@ shared by the sampler and the hook. mmengine's (and mmdet's)
 - ``RepeatDataset`` shows each image of its part ``times`` times: those
   sampler indices are one image with one difficulty.
 - ``ConcatDataset`` parts each number their images from 0, so the
-  ``sample_idx`` an image carries through the pipeline is ambiguous.
-  :func:`install_global_sample_idx` makes it global: a part whose images
-  do not start at 0 gets an instance-level ``get_data_info`` that adds the
-  part's offset (mmdet's classes are untouched; the wrapper pickles, so it
-  works with spawned dataloader workers).
+  ``sample_idx`` an image carries through the pipeline is ambiguous:
+  :func:`mmdiff.datasets.sample_idx.install_global_sample_idx` makes it
+  the global image index given here (:func:`leaf_offsets`).
 
 ``ClassBalancedDataset`` is refused under the difficulty sampler: its
 static repeats are what the sampler's ``repeat_factor`` scheme replaces.
@@ -23,11 +21,7 @@ import numpy as np
 
 from mmdiff.core.dataset_index import DatasetIndex
 
-__all__ = [
-    'index_dataset', 'install_global_sample_idx', 'UnsupportedDatasetError'
-]
-
-SAMPLE_IDX = 'sample_idx'
+__all__ = ['index_dataset', 'leaf_offsets', 'UnsupportedDatasetError']
 
 
 class UnsupportedDatasetError(TypeError):
@@ -89,36 +83,6 @@ def leaf_offsets(dataset: Sized) -> List[Tuple[Any, int]]:
     unique: Dict[int, Tuple[Any, int]] = {}
     _leaves(dataset, unique)
     return list(unique.values())
-
-
-class _GlobalSampleIdx:
-    """``get_data_info`` of a ConcatDataset part, with a global index."""
-
-    def __init__(self, dataset: Any, offset: int) -> None:
-        self.dataset = dataset
-        self.offset = offset
-
-    def __call__(self, idx: int) -> dict:
-        info = type(self.dataset).get_data_info(self.dataset, idx)
-        if SAMPLE_IDX in info:
-            info[SAMPLE_IDX] = int(info[SAMPLE_IDX]) + self.offset
-        return info
-
-
-def install_global_sample_idx(dataset: Sized) -> None:
-    """Make ``sample_idx`` the global unique-image index (idempotent).
-
-    Parts of a ConcatDataset after the first get an instance attribute
-    ``get_data_info`` that shifts ``sample_idx`` by the part's offset;
-    mmengine's ``BaseDataset.prepare_data`` reads it through
-    ``self.get_data_info``. Call it before the dataloader starts workers.
-
-    Args:
-        dataset (Sized): The training dataset, wrappers included.
-    """
-    for leaf, offset in leaf_offsets(dataset):
-        if offset and callable(getattr(leaf, 'get_data_info', None)):
-            leaf.__dict__['get_data_info'] = _GlobalSampleIdx(leaf, offset)
 
 
 def _no_labels_error(dataset: Any) -> TypeError:

@@ -13,7 +13,7 @@ are saved in checkpoints under one key (:data:`CHECKPOINT_KEY`).
 import logging
 import os
 import os.path as osp
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,19 +23,18 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from mmdiff.core import DifficultyState, image_difficulty, instance_offsets
+from mmdiff.core import (LVIS_FREQUENCY_GROUPS, DifficultyState,
+                         frequency_of_counts, image_difficulty,
+                         instance_offsets, instance_to_image)
 from mmdiff.core.records import EpochRecords, observe_into
-from mmdiff.datasets.dataset_index import leaf_offsets
-from mmdiff.models.probability_capture import (PACK_META_KEYS,
-                                               SampleIdxMissingError,
-                                               build_capture)
+from mmdiff.datasets.sample_idx import check_pipeline_keeps_sample_idx
+from mmdiff.models.probability_capture import build_capture
 from mmdiff.samplers import DifficultyClassAwareSampler
-from .eval_pass import build_eval_pass_loader, run_eval_pass
+from .eval_pass import build_eval_pass_loader, eval_pass_options, run_eval_pass
 
 __all__ = ['DifficultyHook', 'CHECKPOINT_KEY']
 
 CHECKPOINT_KEY = 'mmdiff_difficulty'
-GROUP_NAMES = ('r', 'c', 'f')
 
 
 def find_sampler(runner: Any) -> Any:
@@ -53,39 +52,6 @@ def find_sampler(runner: Any) -> Any:
             "Sampler') (with batch_sampler=dict(type='AspectRatioBatch"
             "Sampler') for mmdet), or remove the hook.")
     return sampler
-
-
-def check_pipeline_keeps_sample_idx(dataset: Any) -> None:
-    """Fail before training when a Pack transform drops ``sample_idx``.
-
-    Every dataset that holds images is checked (the parts of a
-    ConcatDataset / RepeatDataset included).
-    """
-    for leaf, _ in leaf_offsets(dataset):
-        pipeline = getattr(leaf, 'pipeline', None)
-        for transform in getattr(pipeline, 'transforms', []) or []:
-            meta_keys = getattr(transform, 'meta_keys', None)
-            name = type(transform).__name__
-            if name.startswith('Pack') and meta_keys is not None and \
-                    'sample_idx' not in meta_keys:
-                raise SampleIdxMissingError(
-                    f'The train pipeline\'s {name} drops \'sample_idx\' (its '
-                    f'meta_keys are {tuple(meta_keys)}), which DifficultyHook '
-                    'needs to know which image each prediction belongs to. '
-                    'Add it to the train pipeline:\n'
-                    f'    dict(type=\'{name}\', {PACK_META_KEYS})')
-
-
-def class_frequency_groups(images_per_class: np.ndarray,
-                           thresholds: Sequence[int]) -> np.ndarray:
-    """LVIS r / c / f group of each class from its training image count.
-
-    LVIS defines rare as 1-10 training images, common 11-100, frequent
-    more than 100: ``thresholds=(10, 100)``.
-    """
-    low, high = thresholds
-    return np.where(images_per_class <= low, 0,
-                    np.where(images_per_class <= high, 1, 2))
 
 
 @HOOKS.register_module()
@@ -115,16 +81,14 @@ class DifficultyHook(Hook):
             Defaults to (0.1, 0.5, 0.9, 0.99).
         mode (str): 'online' reads the probabilities from the training
             forward pass (free); 'eval_pass' runs an eval-mode pass over
-            the training images every ``eval_interval`` epochs (the
-            paper's protocol; deterministic pipeline, GT boxes as RoIs).
-            Defaults to 'online'.
-        eval_interval (int): Epochs between eval passes; the weights of
-            the epochs in between stay as they were. Defaults to 1.
-        eval_pipeline (list[dict], optional): Pipeline of the eval pass.
-            Defaults to the test pipeline with annotations loaded before
-            the resize and ``sample_idx`` kept.
-        eval_batch_size (int, optional): Defaults to the train batch size.
-        eval_num_workers (int): Defaults to 2.
+            the training images (the paper's protocol; deterministic
+            pipeline, GT boxes as RoIs). Defaults to 'online'.
+        eval_pass (dict, optional): Options of the eval pass, as EMAHook
+            groups ``ema_cfg``: ``interval`` (epochs between passes; the
+            weights of the epochs in between stay; 1), ``pipeline`` (None:
+            the test pipeline with annotations loaded before the resize
+            and ``sample_idx`` kept), ``batch_size`` (None: the train batch
+            size), ``num_workers`` (2). Defaults to None (all defaults).
     """
 
     priority = 'NORMAL'  # before CheckpointHook (VERY_LOW) saves the epoch
@@ -141,10 +105,7 @@ class DifficultyHook(Hook):
                  dump: bool = False,
                  log_quantiles: Sequence[float] = (0.1, 0.5, 0.9, 0.99),
                  mode: str = 'online',
-                 eval_interval: int = 1,
-                 eval_pipeline: Optional[List[dict]] = None,
-                 eval_batch_size: Optional[int] = None,
-                 eval_num_workers: int = 2) -> None:
+                 eval_pass: Optional[dict] = None) -> None:
         if not c > 0:
             raise ValueError(f'c must be > 0, got {c}')
         if reduce not in ('mean', 'max', 'sum'):
@@ -160,14 +121,8 @@ class DifficultyHook(Hook):
         if mode not in ('online', 'eval_pass'):
             raise ValueError(
                 f"mode must be 'online' or 'eval_pass', got {mode!r}")
-        if int(eval_interval) < 1:
-            raise ValueError(
-                f'eval_interval must be >= 1, got {eval_interval}')
         self.mode = mode
-        self.eval_interval = int(eval_interval)
-        self.eval_pipeline = eval_pipeline
-        self.eval_batch_size = eval_batch_size
-        self.eval_num_workers = int(eval_num_workers)
+        self.eval_pass = eval_pass_options(eval_pass)
         self._eval_loader: Any = None
         self.c = float(c)
         self.reduce = reduce
@@ -199,10 +154,11 @@ class DifficultyHook(Hook):
         if online:
             check_pipeline_keeps_sample_idx(runner.train_dataloader.dataset)
         else:
-            self._eval_loader = build_eval_pass_loader(runner,
-                                                       self.eval_pipeline,
-                                                       self.eval_batch_size,
-                                                       self.eval_num_workers)
+            self._eval_loader = build_eval_pass_loader(
+                runner, **{
+                    k: v
+                    for k, v in self.eval_pass.items() if k != 'interval'
+                })
             check_pipeline_keeps_sample_idx(self._eval_loader.dataset)
 
         # The sampler's walk of the dataset: objects of every unique image.
@@ -211,15 +167,15 @@ class DifficultyHook(Hook):
         self.counts = counts
         self.offsets = instance_offsets(counts)
         self.instance_labels = index.kept_labels()
-        self.instance_image = np.repeat(np.arange(len(counts)), counts)
+        self.instance_image = instance_to_image(counts)
         self._offsets_t: Dict[torch.device, torch.Tensor] = {}
         num_classes = self._num_classes(model)
-        self.class_groups = class_frequency_groups(index.images_per_class(),
-                                                   self.frequency_thresholds)
+        self.class_groups = frequency_of_counts(index.images_per_class(),
+                                                self.frequency_thresholds)
         if self.sampler.groups is None:
             self.sampler.set_groups(
                 self.sampler.class_index.reduce_per_image(
-                    self.class_groups, 'min', empty=-1), GROUP_NAMES)
+                    self.class_groups, 'min', empty=-1), LVIS_FREQUENCY_GROUPS)
         self.state = DifficultyState(
             num_instances=max(int(counts.sum()), 1),
             num_classes=num_classes,
@@ -290,7 +246,7 @@ class DifficultyHook(Hook):
     def after_train_epoch(self, runner: Any) -> None:
         """Update the difficulty and hand new weights to the sampler."""
         if self.mode == 'eval_pass':
-            if (runner.epoch + 1) % self.eval_interval:
+            if (runner.epoch + 1) % self.eval_pass['interval']:
                 return  # no pass this epoch: the weights stay
             runner.logger.info('DifficultyHook: eval pass over the '
                                'training images')
@@ -337,7 +293,7 @@ class DifficultyHook(Hook):
                 scalars[f'difficulty/D_q{q:g}'] = float(v)
             scalars['difficulty/D_mean'] = float(inst_d.mean())
             groups = self.class_groups[self.instance_labels]
-            for g, name in enumerate(GROUP_NAMES):
+            for g, name in enumerate(LVIS_FREQUENCY_GROUPS):
                 if np.any(groups == g):
                     scalars[f'difficulty/D_mean_{name}'] = float(
                         inst_d[groups == g].mean())
@@ -385,7 +341,7 @@ class DifficultyHook(Hook):
                 minlength=self.index.num_images),
             class_group=self.class_groups,
             images_per_class=self.index.images_per_class(),
-            group_names=np.array(GROUP_NAMES))
+            group_names=np.array(LVIS_FREQUENCY_GROUPS))
 
     # ------------------------------------------------------------------
     # checkpoints

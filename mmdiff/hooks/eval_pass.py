@@ -15,9 +15,43 @@ from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 from mmengine.utils import ProgressBar
 
-__all__ = ['eval_pass_pipeline', 'build_eval_pass_loader', 'run_eval_pass']
+from mmdiff.datasets.sample_idx import (install_global_sample_idx,
+                                        keep_sample_idx)
 
-SAMPLE_IDX = 'sample_idx'
+__all__ = [
+    'eval_pass_options', 'eval_pass_pipeline', 'build_eval_pass_loader',
+    'run_eval_pass'
+]
+
+EVAL_PASS_DEFAULTS = dict(
+    interval=1, pipeline=None, batch_size=None, num_workers=2)
+
+
+def eval_pass_options(options: Optional[dict]) -> dict:
+    """DifficultyHook's ``eval_pass`` dict, completed and checked.
+
+    Args:
+        options (dict, optional): Any of ``interval``, ``pipeline``,
+            ``batch_size``, ``num_workers``.
+
+    Returns:
+        dict: All four.
+
+    Raises:
+        ValueError: An unknown key or an interval below 1.
+    """
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(EVAL_PASS_DEFAULTS))
+    if unknown:
+        raise ValueError(f'eval_pass has unknown options {unknown}; it takes '
+                         f'{sorted(EVAL_PASS_DEFAULTS)}')
+    out = dict(EVAL_PASS_DEFAULTS, **options)
+    if int(out['interval']) < 1:
+        raise ValueError(
+            f"eval_pass interval must be >= 1, got {out['interval']}")
+    out['interval'] = int(out['interval'])
+    out['num_workers'] = int(out['num_workers'])
+    return out
 
 
 def eval_pass_pipeline(test_pipeline: Sequence[dict]) -> List[dict]:
@@ -43,11 +77,7 @@ def eval_pass_pipeline(test_pipeline: Sequence[dict]) -> List[dict]:
             (i for i, t in enumerate(pipeline) if 'LoadImage' in t['type']),
             -1)
         pipeline.insert(load_img + 1, load_ann[0])
-    pack = pipeline[-1]
-    if pack['type'].startswith('Pack') and 'meta_keys' in pack and \
-            SAMPLE_IDX not in pack['meta_keys']:
-        pack['meta_keys'] = tuple(pack['meta_keys']) + (SAMPLE_IDX, )
-    return pipeline
+    return keep_sample_idx(pipeline)
 
 
 def build_eval_pass_loader(runner: Any,
@@ -69,17 +99,35 @@ def build_eval_pass_loader(runner: Any,
         num_workers (int): Dataloader workers. Defaults to 2.
     """
     cfg = runner.cfg
-    dataset_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
     if pipeline is None:
         pipeline = eval_pass_pipeline(cfg.test_dataloader.dataset.pipeline)
-    dataset_cfg['pipeline'] = list(pipeline)
-    return runner.build_dataloader(
+    loader = runner.build_dataloader(
         dict(
-            dataset=dataset_cfg,
+            dataset=_unique_images(cfg.train_dataloader.dataset, pipeline),
             sampler=dict(type='DefaultSampler', shuffle=False),
             batch_size=batch_size or cfg.train_dataloader.batch_size,
             num_workers=num_workers,
             persistent_workers=False))
+    install_global_sample_idx(loader.dataset)
+    return loader
+
+
+def _unique_images(dataset_cfg: Any, pipeline: Sequence[dict]) -> dict:
+    """The train dataset config, each image once, with ``pipeline``.
+
+    ConcatDataset parts keep their order (so their global image indices
+    are the training ones); a RepeatDataset is replaced by its dataset.
+    """
+    dataset_cfg = copy.deepcopy(dict(dataset_cfg))
+    if 'datasets' in dataset_cfg:
+        dataset_cfg['datasets'] = [
+            _unique_images(part, pipeline) for part in dataset_cfg['datasets']
+        ]
+        return dataset_cfg
+    if 'dataset' in dataset_cfg:  # RepeatDataset (others are refused)
+        return _unique_images(dataset_cfg['dataset'], pipeline)
+    dataset_cfg['pipeline'] = list(pipeline)
+    return dataset_cfg
 
 
 def run_eval_pass(runner: Any, capture: Any, loader: Any) -> None:

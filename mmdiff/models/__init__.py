@@ -1,6 +1,6 @@
+from mmdiff.datasets.sample_idx import SampleIdxMissingError
 from .probability_capture import (ClsHeadCapture, RoIHeadCapture,
-                                  SampleIdxMissingError, UnsupportedModelError,
-                                  build_capture)
+                                  UnsupportedModelError, build_capture)
 
 __all__ = [
     'RoIHeadCapture', 'ClsHeadCapture', 'build_capture',

@@ -30,9 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmdiff.datasets.sample_idx import sample_idx_of
+
 __all__ = [
-    'SampleIdxMissingError', 'UnsupportedModelError', 'Batch',
-    'RoIHeadCapture', 'ClsHeadCapture', 'build_capture'
+    'UnsupportedModelError', 'Batch', 'RoIHeadCapture', 'ClsHeadCapture',
+    'build_capture'
 ]
 
 # What a capture hands to its sink for one training step. Tensors are on
@@ -41,33 +43,9 @@ __all__ = [
 # owner can detect images whose objects changed.
 Batch = dict
 
-PACK_META_KEYS = ("meta_keys=('img_id', 'img_path', 'ori_shape', "
-                  "'img_shape', 'scale_factor', 'flip', 'flip_direction', "
-                  "'sample_idx')")
-
-
-class SampleIdxMissingError(KeyError):
-    """The data samples do not carry ``sample_idx``."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
-
 
 class UnsupportedModelError(TypeError):
     """The model has no head mmdiff knows how to capture."""
-
-
-def sample_idx_of(data_sample: Any) -> int:
-    """``sample_idx`` of a data sample, or a clear error saying the fix."""
-    meta = data_sample.metainfo
-    if 'sample_idx' not in meta:
-        raise SampleIdxMissingError(
-            'DifficultyHook needs the dataset index of every training image '
-            "('sample_idx'), but the data samples' metainfo has only "
-            f'{sorted(meta)}. mmdet\'s PackDetInputs drops it unless it is '
-            'in meta_keys: in the train pipeline use\n'
-            f'    dict(type=\'PackDetInputs\', {PACK_META_KEYS})')
-    return int(meta['sample_idx'])
 
 
 def head_probabilities(head: torch.nn.Module, cls_score: Tensor) -> Tensor:

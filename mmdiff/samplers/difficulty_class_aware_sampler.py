@@ -15,12 +15,13 @@ from mmengine.registry import DATA_SAMPLERS
 from torch.utils.data import Sampler
 
 from mmdiff.core.class_index import ImageClassIndex
+from mmdiff.core.diagnostics import sampling_diagnostics
+from mmdiff.core.frequency import LVIS_FREQUENCY_GROUPS
 from mmdiff.core.validation import check_int
-from mmdiff.core.weights import (LVIS_FREQUENCY_GROUPS, check_image_difficulty,
-                                 check_scheme_args, frequency_groups,
-                                 sampling_diagnostics, sampling_weights)
-from mmdiff.datasets.dataset_index import (index_dataset,
-                                           install_global_sample_idx)
+from mmdiff.core.weights import (check_image_difficulty, check_scheme_args,
+                                 sampling_weights)
+from mmdiff.datasets.dataset_index import index_dataset
+from mmdiff.datasets.sample_idx import install_global_sample_idx
 
 __all__ = ['DifficultyClassAwareSampler', 'dataset_class_index']
 
@@ -47,33 +48,6 @@ def dataset_class_index(dataset: Sized) -> ImageClassIndex:
         TypeError: If the dataset offers no labels.
     """
     return index_dataset(dataset).class_index()
-
-
-def _lvis_image_groups(dataset: Sized,
-                       index: ImageClassIndex) -> Optional[np.ndarray]:
-    """LVIS r / c / f group per image when the dataset carries it cheaply."""
-    metainfo = getattr(dataset, 'metainfo', None)
-    categories = (
-        metainfo.get('categories') if isinstance(metainfo, dict) else None)
-    try:
-        if categories is not None:
-            freqs = [cat['frequency'] for cat in categories]
-        else:
-            # mmdet's LVIS datasets delete their LVIS api object after
-            # loading; a dataset that keeps it (with cat2label) is used.
-            cats = dataset.lvis.cats
-            cat2label = dataset.cat2label
-            freqs = [''] * len(cat2label)
-            for cat_id, label in cat2label.items():
-                freqs[label] = cats[cat_id]['frequency']
-    except (AttributeError, KeyError, TypeError):
-        return None
-    if len(freqs) != index.num_classes:
-        return None
-    try:
-        return frequency_groups(freqs, index)
-    except ValueError:
-        return None
 
 
 @DATA_SAMPLERS.register_module()
@@ -167,7 +141,8 @@ class DifficultyClassAwareSampler(Sampler):
         self.difficulty_epoch: Optional[int] = None
         self._probs: Optional[np.ndarray] = None
         self._set_by = 'prior'
-        self.groups = _lvis_image_groups(dataset, self.class_index)
+        # Set by DifficultyHook (LVIS r / c / f) or by set_groups().
+        self.groups: Optional[np.ndarray] = None
         self.group_names: Sequence[str] = LVIS_FREQUENCY_GROUPS
         self._last_epoch: Optional[int] = None
         self._last_probs: Optional[np.ndarray] = None

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmdiff.classification import (CIFAR10LT, CIFAR100LT, cifar_lt_counts,
-                                   write_fake_cifar)
+from mmdiff.classification import CIFAR10LT, CIFAR100LT, cifar_lt_counts
+from ..cifar_fake import write_fake_cifar
 
 
 def _load(path):

@@ -8,8 +8,8 @@ from mmengine.config import Config
 from mmengine.registry import DATASETS, METRICS, MODELS
 from mmengine.runner import Runner
 
-from mmdiff.classification import (CIFAR10LT, CIFAR100LT, cifar_lt_counts,
-                                   write_fake_cifar)
+from mmdiff.classification import CIFAR10LT, CIFAR100LT, cifar_lt_counts
+from ..cifar_fake import write_fake_cifar
 
 CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'cifar')
 CONFIGS = sorted(glob.glob(osp.join(CONFIG_DIR, 'cifar*_lt_r*_baseline.py')))

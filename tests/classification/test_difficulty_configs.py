@@ -12,7 +12,7 @@ from mmdiff.samplers import DifficultyClassAwareSampler
 CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'cifar')
 CONFIGS = sorted(glob.glob(osp.join(CONFIG_DIR, 'cifar*_lt_r*_difficulty.py')))
 # What a difficulty config adds to its baseline.
-ADDED = {'custom_imports', 'custom_hooks', 'difficulty_c', 'sampler_scheme'}
+ADDED = {'custom_imports', 'custom_hooks', 'difficulty_sampler'}
 
 
 def test_there_is_a_difficulty_config_per_baseline():

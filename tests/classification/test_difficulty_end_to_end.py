@@ -17,9 +17,9 @@ from mmengine.hooks import Hook
 from mmengine.registry import DATASETS, HOOKS
 from mmengine.runner import Runner
 
-from mmdiff.classification import write_fake_cifar
 from mmdiff.hooks import DifficultyHook
 from mmdiff.samplers import DifficultyClassAwareSampler
+from ..cifar_fake import write_fake_cifar
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,8 @@ import math
 import pytest
 from mmengine.runner import Runner
 
-from mmdiff.classification import cifar_lt_counts, write_fake_cifar
+from mmdiff.classification import cifar_lt_counts
+from ..cifar_fake import write_fake_cifar
 
 CIFAR_MEAN = [125.307, 122.961, 113.8575]
 CIFAR_STD = [51.5865, 50.847, 51.255]

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmdiff.core.class_index import ImageClassIndex
+from mmdiff.core.diagnostics import sampling_diagnostics
+from mmdiff.core.frequency import frequency_groups, frequency_of_counts
 from mmdiff.core.weights import (SCHEMES, check_image_difficulty,
-                                 frequency_groups, lvis_repeat_factors,
-                                 sampling_diagnostics, sampling_weights)
+                                 lvis_repeat_factors, sampling_weights)
 
 INDEX = ImageClassIndex.from_lists([[0, 1], [1], [], [2]], 3)
 D = [1.0, 2.0, 3.0, 4.0]
@@ -246,6 +247,15 @@ def test_bad_scheme_args(kwargs, match):
     scheme = kwargs.pop('scheme')
     with pytest.raises(ValueError, match=match):
         sampling_weights(scheme, INDEX, **kwargs)
+
+
+def test_frequency_of_counts_is_lvis_definition():
+    # LVIS: rare 1-10 training images, common 11-100, frequent > 100
+    counts = [1, 10, 11, 100, 101, 5000]
+    assert frequency_of_counts(counts).tolist() == [0, 0, 1, 1, 2, 2]
+    assert frequency_of_counts(counts, (5, 200)).tolist() == [0, 1, 1, 1, 1, 2]
+    with pytest.raises(ValueError, match='increasing'):
+        frequency_of_counts(counts, (100, 10))
 
 
 def test_frequency_groups():

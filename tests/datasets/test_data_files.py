@@ -5,8 +5,9 @@ from typing import Mapping
 import pytest
 from mmengine.config import Config
 
-from mmdiff.classification import CIFAR10LT, write_fake_cifar
+from mmdiff.classification import CIFAR10LT
 from mmdiff.datasets import DataFilesNotFoundError, check_data_files
+from ..cifar_fake import write_fake_cifar
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CIFAR_CONFIG = osp.join(REPO, 'configs', 'cifar',

@@ -10,8 +10,8 @@ from PIL import Image
 
 from mmdiff.datasets import (ensure_synthetic_lvis, make_synthetic_lvis,
                              synthetic_lvis_metainfo)
-from mmdiff.datasets.synthetic_lvis import (MARKER_FILE, _layout,
-                                            _normalise_params, main)
+from mmdiff.datasets.synthetic_layout import make_layout
+from mmdiff.datasets.synthetic_lvis import MARKER_FILE, _normalise_params, main
 
 # Small enough to make in well under a second.
 TINY = dict(
@@ -155,7 +155,7 @@ def test_long_tail_and_balanced_val(tiny):
 
 def test_default_layout_has_all_frequency_groups():
     # The layout alone (no drawing) of the default data set.
-    layout = _layout(_normalise_params({}))
+    layout = make_layout(_normalise_params({}))
     groups = Counter(layout['frequency'])
     assert (layout['rare_max'], layout['common_max']) == (10, 40)
     assert min(groups['r'], groups['c'], groups['f']) >= 5, groups
@@ -193,11 +193,55 @@ def test_hard_variants(tiny):
         assert hard_size < other_size
 
 
+def test_hard_variants_are_hollow_lookalikes(tiny):
+    """A hard variant of class A wears the colour of A's look-alike B (same
+    shape) and has a hole: its centre shows the background."""
+    from PIL import Image
+
+    from mmdiff.datasets.synthetic_spec import class_spec, lookalike_class
+    root, summary = tiny
+    data = _load(root, 'train')
+    files = {img['id']: img['file_name'] for img in data['images']}
+    num_classes = len(summary['classes'])
+    boxes: dict = {}
+    for ann in data['annotations']:
+        boxes.setdefault(ann['image_id'], []).append(ann['bbox'])
+
+    def alone(ann: dict) -> bool:
+        x, y, w, h = ann['bbox']
+        return all(bx >= x + w or bx + bw <= x or by >= y + h or by + bh <= y
+                   for bx, by, bw, bh in boxes[ann['image_id']]
+                   if [bx, by, bw, bh] != ann['bbox'])
+
+    checked = 0
+    for ann in data['annotations']:
+        x, y, w, h = ann['bbox']
+        if min(w, h) < 12 or not alone(ann):
+            continue
+        pixels = np.asarray(
+            Image.open(osp.join(root, 'train2017', files[ann['image_id']])),
+            dtype=np.float64)
+        label = ann['category_id'] - 1
+        hard = ann['mmdiff_hard_variant']
+        rgb = class_spec(
+            lookalike_class(label, num_classes) if hard else label)[2]
+        ys, xs = np.mgrid[int(y):int(y + h), int(x):int(x + w)]
+        patch = pixels[ys, xs].reshape(-1, 3)
+        # Some of the object's pixels have the expected colour ...
+        close = np.abs(patch - np.asarray(rgb)).max(1) < 60
+        assert close.mean() > 0.15, ann['id']
+        # ... and the centre is the hole exactly for hard variants.
+        centre = pixels[int(y + h / 2), int(x + w / 2)]
+        assert (np.abs(centre - np.asarray(rgb)).max() > 60) == hard
+        checked += hard
+    assert checked >= 2
+
+
 def test_val_hard_variant_fraction():
     base = _normalise_params({})
-    same = _layout(base)
-    more = _layout(dict(base, val_hard_variant_fraction=0.3))
-    none = _layout(dict(base, hard_variant_fraction=0.0))
+    same = make_layout(base)
+    more = make_layout(dict(base, val_hard_variant_fraction=0.3))
+    none = make_layout(dict(base, hard_variant_fraction=0.0))
 
     def count(layout, split):
         return sum(map(sum, layout['hard_flags'][split]))

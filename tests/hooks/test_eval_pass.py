@@ -33,8 +33,10 @@ def test_eval_pass_pipeline_loads_annotations_before_resize() -> None:
 def test_bad_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="'online' or 'eval_pass'"):
         DifficultyHook(mode='offline')
-    with pytest.raises(ValueError, match='eval_interval'):
-        DifficultyHook(mode='eval_pass', eval_interval=0)
+    with pytest.raises(ValueError, match='eval_pass interval'):
+        DifficultyHook(mode='eval_pass', eval_pass=dict(interval=0))
+    with pytest.raises(ValueError, match="unknown options.*'every'"):
+        DifficultyHook(mode='eval_pass', eval_pass=dict(every=2))
 
 
 @pytest.mark.slow
@@ -42,7 +44,7 @@ def test_eval_pass_mode_sees_every_object(synthetic_lvis_root: str,
                                           tmp_path: Any) -> None:
     cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path), max_epochs=1)
     cfg.custom_hooks[0].update(
-        mode='eval_pass', eval_num_workers=0, eval_interval=1)
+        mode='eval_pass', eval_pass=dict(num_workers=0, interval=1))
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     runner = Runner.from_cfg(cfg)
     prior = runner.train_dataloader.batch_sampler.sampler.prior.copy()

@@ -108,7 +108,7 @@ def test_eval_pass_needs_no_sample_idx_in_the_train_pipeline(
         synthetic_lvis_root: str, tmp_path: Any) -> None:
     cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path), max_epochs=1)
     cfg.train_dataloader.dataset.pipeline[-1] = dict(type='PackDetInputs')
-    cfg.custom_hooks[0].update(mode='eval_pass', eval_num_workers=0)
+    cfg.custom_hooks[0].update(mode='eval_pass', eval_pass=dict(num_workers=0))
     runner = _train_one_epoch(cfg)
     hook = next(h for h in runner.hooks if isinstance(h, DifficultyHook))
     assert hook.state.epoch == 1

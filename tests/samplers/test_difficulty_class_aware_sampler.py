@@ -15,6 +15,7 @@ from mmengine.dataset.dataset_wrapper import ClassBalancedDataset
 from mmengine.registry import DATA_SAMPLERS
 from torch.utils.data import DataLoader
 
+from mmdiff.core.frequency import frequency_groups
 from mmdiff.core.weights import lvis_repeat_factors, sampling_weights
 from mmdiff.samplers import DifficultyClassAwareSampler, dataset_class_index
 
@@ -399,10 +400,9 @@ def test_state_dict_round_trip(tmp_path):
 
 
 def test_diagnostics_with_lvis_groups():
-    categories = [dict(frequency=f) for f in 'fccr']
-    dataset = FakeDetDataset(LABELS, categories=categories)
     sampler = DifficultyClassAwareSampler(
-        dataset, seed=0, scheme='class_aware', num_samples=4000)
+        FakeDetDataset(LABELS), seed=0, scheme='class_aware', num_samples=4000)
+    sampler.set_groups(frequency_groups('fccr', sampler.class_index))
     before = sampler.diagnostics()
     assert 'max_repeats' not in before
     # Image 6 = {0, 3} is rare: 1/4 for class 3 + 1/4 * 1/7 for class 0.

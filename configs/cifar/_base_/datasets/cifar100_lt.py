@@ -1,13 +1,11 @@
-# CIFAR-100-LT (PAPER.md, "CIFAR-LT data"): the exponential long-tailed
+# CIFAR-100-LT (docs/method.md, "CIFAR-LT"): the exponential long-tailed
 # training split (class i keeps floor(500 * (1 / ratio) ** (i / 99))
 # images), the balanced 10,000-image test split. The python-pickle files of
 # https://www.cs.toronto.edu/~kriz/cifar.html, extracted under data/.
 # Children set the ratio in train_dataloader.dataset and val_evaluator.
-dataset_type = 'CIFAR100LT'
-data_root = 'data/cifar-100-python'
-num_classes = 100
-imbalance_ratio = 100
-subset_seed = 0  # which images of each class the long-tailed split keeps
+# Knobs at their keys: train_dataloader.dataset.imbalance_ratio (and
+# val_evaluator.imbalance_ratio), train_dataloader.dataset.seed (which
+# images of each class the long-tailed split keeps), *.dataset.data_root.
 
 # Channel statistics of the CIFAR-100 training images (0-255, RGB).
 data_preprocessor = dict(
@@ -31,11 +29,11 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
+        type='CIFAR100LT',
+        data_root='data/cifar-100-python',
         split='train',
-        imbalance_ratio=imbalance_ratio,
-        seed=subset_seed,
+        imbalance_ratio=100,
+        seed=0,
         pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=256,
@@ -43,8 +41,8 @@ val_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
+        type='CIFAR100LT',
+        data_root='data/cifar-100-python',
         split='test',
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
@@ -52,7 +50,5 @@ test_dataloader = val_dataloader
 # Many / medium / few-shot groups from the training counts of the same
 # profile (> 100 / 20-100 / < 20 images).
 val_evaluator = dict(
-    type='LongTailAccuracy',
-    num_classes=num_classes,
-    imbalance_ratio=imbalance_ratio)
+    type='LongTailAccuracy', num_classes=100, imbalance_ratio=100)
 test_evaluator = val_evaluator

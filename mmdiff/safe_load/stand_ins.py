@@ -53,20 +53,18 @@ scalar it stands for, and any object that was never completed is refused.
 What torch allows by default (tensors, storages, ``OrderedDict``, ...) is
 torch's own list. ``allow_checkpoint_types`` adds types a user trusts,
 on purpose. ``tests/test_safe_checkpoint.py`` feeds crafted pickles for
-each route above and a fuzzed real checkpoint.
+each route above and a fuzzed real checkpoint; the same stand-ins read
+the CIFAR archives (:mod:`mmdiff.safe_load.pickle_data`).
 """
 import math
-import os.path as osp
 import pickle
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
 __all__ = [
-    'UnsafeCheckpointError', 'DamagedCheckpointError',
-    'allow_checkpoint_types', 'checkpoint_allow_list', 'load_checkpoint_file'
+    'UnsafeCheckpointError', 'DamagedCheckpointError', 'stand_ins', 'finished'
 ]
 
 STATISTICS = ('min', 'max', 'current', 'mean')
@@ -113,6 +111,8 @@ class _PendingDtype:
                 type(state) is not tuple:
             raise _refuse('a numpy dtype is built twice or from a state '
                           'numpy never writes')
+        if len(state) > 1 and type(state[1]) is bytes:  # Python 2 pickles
+            state = (state[0], state[1].decode('latin1')) + state[2:]
         named = self.named
         if named.kind in 'mM' and len(state) == 9:
             named = _datetime_dtype(named, state[8])
@@ -145,6 +145,14 @@ def _datetime_dtype(named: np.dtype, metadata: Any) -> np.dtype:
     return np.dtype(f'{named.kind}8[{count}{unit.decode()}]')
 
 
+def codecs_encode(text: Any, encoding: Any = 'latin1') -> bytes:
+    """Stand-in of ``_codecs.encode``: how protocol 2 writes bytes."""
+    if type(text) is not str or encoding != 'latin1':
+        raise _refuse('_codecs.encode is called with arguments pickle never '
+                      'writes')
+    return text.encode('latin1')
+
+
 def _empty_bytes(*args: Any) -> bytes:
     """Stand-in of ``builtins.bytes``: protocol 2 writes b'' as bytes()."""
     if args:
@@ -153,6 +161,8 @@ def _empty_bytes(*args: Any) -> bytes:
 
 
 def _plain_dtype(name: Any) -> np.dtype:
+    if type(name) is bytes:  # Python 2 pickles read with encoding='bytes'
+        name = name.decode('latin1')
     if type(name) is not str or len(name) > 16:
         raise _refuse(f'numpy dtype name {name!r} is not a plain dtype')
     try:
@@ -283,7 +293,8 @@ def _getattr(owner: Any, name: Any) -> Any:
                   f'HistoryBuffer.{STATISTICS} are resolved')
 
 
-def _stand_ins() -> List[Tuple[Any, str]]:
+def stand_ins() -> List[Tuple[Any, str]]:
+    """``(stand-in, pickle name)`` pairs of every name mmdiff resolves."""
     pairs: List[Tuple[Any, str]] = [
         (_getattr, 'builtins.getattr'),
         (_empty_bytes, 'builtins.bytes'),
@@ -301,35 +312,18 @@ def _stand_ins() -> List[Tuple[Any, str]]:
     return pairs
 
 
-_EXTRA_ALLOWED: List[Any] = []
-
-
-def allow_checkpoint_types(types: Iterable[Any]) -> None:
-    """Add types that checkpoints may hold (for your own trusted classes).
-
-    A type added here is unpickled by torch's rules: its REDUCE, NEWOBJ
-    and BUILD run with the checkpoint's arguments, so add only classes
-    whose construction from any arguments is harmless.
-
-    Args:
-        types (Iterable): classes or functions to allow when unpickling.
-    """
-    for t in types:
-        if t not in _EXTRA_ALLOWED:
-            _EXTRA_ALLOWED.append(t)
-
-
-def checkpoint_allow_list() -> List[Any]:
-    """The globals mmdiff lets ``torch.load`` build, stand-ins included.
-
-    Returns:
-        list: ``(object, pickle name)`` pairs and the user-allowed types.
-    """
-    return _stand_ins() + list(_EXTRA_ALLOWED)
-
-
 # ---------------------------------------------------------------------------
 # after the load
+def finished(obj: Any) -> Any:
+    """A loaded object with every pending object made real.
+
+    Raises:
+        UnsafeCheckpointError: A pending object was never completed, or is
+            a dict key or set member.
+    """
+    return _finished(obj, {})
+
+
 def _finished(obj: Any, memo: Dict[int, Any]) -> Any:
     """``obj`` with every pending object replaced by what it stands for."""
     key = id(obj)
@@ -366,72 +360,3 @@ def _finished(obj: Any, memo: Dict[int, Any]) -> Any:
         if type(state) is dict and state:
             _finished(state, memo)
     return memo[key]
-
-
-def _unsafe_globals(filename: str) -> List[str]:
-    try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
-    except Exception:  # best effort: only used to word the error
-        return []
-    allowed = {name for _, name in _stand_ins()}
-    allowed |= {
-        f'{getattr(t, "__module__", "")}.{getattr(t, "__qualname__", "")}'
-        for t in _EXTRA_ALLOWED
-    }
-    return [g for g in found if g not in allowed]
-
-
-def load_checkpoint_file(filename: str,
-                         map_location: Optional[Any] = None) -> Any:
-    """``torch.load(weights_only=True)`` with mmdiff's stand-ins.
-
-    Args:
-        filename (str): path of a local checkpoint file.
-        map_location (optional): as in :func:`torch.load`.
-
-    Returns:
-        The checkpoint, with real numpy arrays, dtypes and scalars and
-        mmengine ``HistoryBuffer`` objects.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        UnsafeCheckpointError: the file holds a global outside the
-            allow-list, or a stand-in refused what it was given; the
-            message names it and how to allow a trusted type.
-        DamagedCheckpointError: the file cannot be read as a checkpoint.
-    """
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    try:
-        with torch.serialization.safe_globals(checkpoint_allow_list()):
-            loaded = torch.load(
-                filename, map_location=map_location, weights_only=True)
-        return _finished(loaded, {})
-    except pickle.UnpicklingError as err:
-        raise _unsafe_error(filename, err) from None
-    except RecursionError:
-        raise DamagedCheckpointError(
-            f'{filename!r} nests objects too deeply to be a checkpoint'
-        ) from None
-    except Exception as err:  # noqa: B902  a damaged file fails anywhere
-        raise DamagedCheckpointError(
-            f'Cannot read {filename!r} as a checkpoint ({type(err).__name__}'
-            f': {str(err)[:300]}); the file is damaged, truncated or not a '
-            'PyTorch checkpoint.') from None
-
-
-def _unsafe_error(filename: str,
-                  err: pickle.UnpicklingError) -> UnsafeCheckpointError:
-    unsafe = _unsafe_globals(filename)
-    lines = [line for line in str(err).splitlines() if line.strip()]
-    reason = next((line for line in lines if 'mmdiff' in line),
-                  lines[0] if lines else type(err).__name__)
-    return UnsafeCheckpointError(
-        f'Refusing to load checkpoint {filename!r}: it holds '
-        f'{", ".join(unsafe) or "an object"} outside mmdiff\'s allow-list '
-        'of checkpoint types. mmdiff loads checkpoints with '
-        'weights_only=True so that a checkpoint file cannot run code. If '
-        'you made this file and trust it, allow the exact type before '
-        'loading: mmdiff.compat.allow_checkpoint_types([YourType]). '
-        f'(reason: {reason.strip()[:400]})')
