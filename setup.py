@@ -24,7 +24,8 @@ setup(
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(
-        exclude=('tests', 'tests.*', 'configs', 'tools', 'benchmarks')),
+        exclude=('tests', 'tests.*', 'configs', 'tools', 'benchmarks',
+                 'projects', 'projects.*')),
     python_requires='>=3.8',
     install_requires=read_requirements('requirements/runtime.txt'),
     extras_require={

@@ -1,7 +1,8 @@
 """Benchmark of :class:`mmdiff.core.DifficultyState` at LVIS scale.
 
-DESIGN decision 4: at LVIS v1 scale (100,170 training images, 1,270,141
-objects, 1,203 classes + background) the state keeps per object the true
+docs/method.md, "Storage at LVIS scale": at LVIS v1 scale (100,170
+training images, 1,270,141 objects, 1,203 classes + background) the state
+keeps per object the true
 class, the top-k other classes and the remaining mass. This script measures
 what that costs and how far it is from the exact dense computation
 (Yu et al., CVPR 2022, PSI-based difficulty):

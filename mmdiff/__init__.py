@@ -10,7 +10,10 @@ from .version import __version__
 apply_compat()
 
 # Registration side effects: every module registers where it is defined.
-from . import classification, datasets, hooks, samplers  # noqa: E402,F401
+# isort: off
+from . import classification, datasets  # noqa: E402,F401
+from . import evaluation, hooks, samplers  # noqa: E402,F401
+# isort: on
 from .hooks import DifficultyHook  # noqa: E402
 from .samplers import DifficultyClassAwareSampler  # noqa: E402
 

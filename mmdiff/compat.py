@@ -1,4 +1,6 @@
-"""Work-arounds for two faults of the tested stack (see DESIGN.md).
+"""Work-arounds for two faults of the tested stack.
+
+See docs/design.md, "The stack".
 
 1. ``lvis`` 0.5.3 uses ``np.float``, which numpy 1.24 removed: LVIS
    evaluation crashes in ``LVISEval.accumulate()`` without the alias.

@@ -1,18 +1,15 @@
-"""Diagnostics of difficulty-aware re-sampling (plots of the hook dumps).
+"""Diagnostics of difficulty-aware re-sampling: the hook's dumps, plotted.
 
-Not imported by ``import mmdiff``: it needs matplotlib, which training does
-not.
+- :mod:`.dump`: the file format (written by ``DifficultyHook``, read by
+  the tools); numpy only.
+- :mod:`.stats`: the numbers behind the plots; numpy only.
+- :mod:`.figures` and :mod:`.report`: the figures (matplotlib, imported
+  on use: ``import mmdiff`` does not need matplotlib).
 """
-from .plots import (GalleryError, class_sampling_mass, find_dumps, load_dump,
-                    match_dataset_images, plot_difficulty_dumps,
-                    plot_difficulty_histograms, plot_difficulty_over_epochs,
-                    plot_hardest_images, plot_sampling_mass,
-                    repeat_factor_probs)
+from .dump import find_dumps, load_dump, write_epoch, write_index
+from .stats import class_sampling_mass, repeat_factor_probs
 
 __all__ = [
-    'GalleryError', 'find_dumps', 'load_dump', 'class_sampling_mass',
-    'repeat_factor_probs', 'match_dataset_images',
-    'plot_difficulty_histograms', 'plot_sampling_mass',
-    'plot_difficulty_over_epochs', 'plot_hardest_images',
-    'plot_difficulty_dumps'
+    'find_dumps', 'load_dump', 'write_index', 'write_epoch',
+    'class_sampling_mass', 'repeat_factor_probs'
 ]

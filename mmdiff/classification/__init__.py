@@ -1,4 +1,4 @@
-"""Long-tailed image classification without mmpretrain (DESIGN.md, 9).
+"""Long-tailed image classification without mmpretrain (docs/design.md).
 
 ``import mmdiff.classification`` registers, in mmengine's root registries
 (so configs with ``default_scope='mmengine'`` or None find them):

@@ -2,7 +2,7 @@
 
 The long-tailed profile is the exponential one of Cui et al., CVPR 2019
 "Class-Balanced Loss Based on Effective Number of Samples" and Cao et al.,
-NeurIPS 2019 "LDAM", used by Yu et al., CVPR 2022 (PAPER.md, "CIFAR-LT
+NeurIPS 2019 "LDAM", used by Yu et al., CVPR 2022 (docs/method.md, "CIFAR-LT
 data"): class ``i`` of ``C`` keeps ``floor(n_max * (1 / ratio) **
 (i / (C - 1)))`` training images; the test split stays balanced.
 
@@ -33,7 +33,8 @@ from mmengine.registry import DATASETS
 from mmdiff.safe_load import load_pickle_data
 
 CIFAR_URL = 'https://www.cs.toronto.edu/~kriz/cifar.html'
-# The ratios of the CIFAR-LT benchmark (PAPER.md table; 10 is also common).
+# The ratios of the CIFAR-LT benchmark (their table, docs/method.md; 10 is
+# also common).
 CIFAR_LT_RATIOS = (1, 10, 20, 50, 100)
 _IMG_SHAPE = (32, 32, 3)
 

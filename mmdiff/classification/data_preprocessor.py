@@ -42,13 +42,10 @@ class ClsDataPreprocessor(ImgDataPreprocessor):
                              f'None, got mean={mean!r}, std={std!r}')
         if std is not None and any(s <= 0 for s in std):
             raise ValueError(f'std must be positive, got {std!r}')
-        super().__init__(
-            mean=mean,
-            std=std,
-            pad_size_divisor=pad_size_divisor,
-            pad_value=pad_value,
-            bgr_to_rgb=to_rgb,
-            non_blocking=non_blocking)
+        # ImgDataPreprocessor(mean, std, pad_size_divisor, pad_value,
+        # bgr_to_rgb, rgb_to_bgr, non_blocking)
+        super().__init__(mean, std, pad_size_divisor, pad_value, to_rgb, False,
+                         non_blocking)
 
     def forward(self, data: dict, training: bool = False) -> dict:
         """Preprocess one batch.

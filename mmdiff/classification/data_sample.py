@@ -1,7 +1,7 @@
 """The per-image data element of the classification models.
 
 A minimal counterpart of mmpretrain's ``DataSample`` (mmdiff does not depend
-on mmpretrain, DESIGN.md decision 9): ground-truth label, predicted label and
+on mmpretrain, docs/design.md): ground-truth label, predicted label and
 predicted class scores as data fields, plus whatever the pipeline packs into
 the metainfo (``sample_idx`` above all: it is how the difficulty machinery
 knows which training image a prediction belongs to).

@@ -159,9 +159,9 @@ class LinearClsHead(ClsHead):
 class MultiHeadNormClsHead(ClsHead):
     """Multi-head normalised classifier (Tang et al., NeurIPS 2020, TDE).
 
-    The classifier of Yu et al., CVPR 2022 (PAPER.md, "Multi-head
-    normalised classifier"). The feature ``x`` and each class weight
-    ``w_i`` are split into ``K`` equal chunks; per chunk ``k``::
+    The classifier of Yu et al., CVPR 2022 (docs/method.md, "CIFAR-LT":
+    the multi-head normalised classifier). The feature ``x`` and each class
+    weight ``w_i`` are split into ``K`` equal chunks; per chunk ``k``::
 
         x_k <- x_k / ||x_k||
         w_ik <- w_ik / (||w_ik|| + gamma)

@@ -2,7 +2,8 @@
 
 Nothing in this package may import mmengine, mmcv or mmdet.
 """
-from .aggregate import image_difficulty, instance_offsets, instance_to_image
+from .aggregate import (UNSEEN_POLICIES, fill_unseen, image_difficulty,
+                        instance_offsets, instance_to_image)
 from .class_index import ImageClassIndex
 from .dataset_index import DatasetIndex
 from .diagnostics import sampling_diagnostics
@@ -22,5 +23,6 @@ __all__ = [
     'instance_to_image', 'ImageClassIndex', 'DatasetIndex', 'SCHEMES',
     'LVIS_FREQUENCY_GROUPS', 'check_image_difficulty', 'check_scheme_args',
     'lvis_repeat_factors', 'sampling_weights', 'frequency_groups',
-    'sampling_diagnostics', 'LVIS_FREQUENCY_THRESHOLDS', 'frequency_of_counts'
+    'sampling_diagnostics', 'fill_unseen', 'UNSEEN_POLICIES',
+    'LVIS_FREQUENCY_THRESHOLDS', 'frequency_of_counts'
 ]

@@ -3,8 +3,8 @@
 Yu et al., CVPR 2022, "A Re-Balancing Strategy for Class-Imbalanced
 Classification Based on Instance Difficulty", re-sample *instances* by their
 difficulty. In detection an image holds several instances, so mmdiff
-(DESIGN.md, "What mmdiff adds for detection") samples images by an aggregate
-(mean, max or sum) of their objects' difficulties.
+(docs/method.md, "What mmdiff adds for detection") samples images by an
+aggregate (mean, max or sum) of their objects' difficulties.
 
 Instance ids are laid out image after image: the objects of image ``i`` are
 ``indptr[i]:indptr[i + 1]`` with ``indptr = instance_offsets(counts)``.
@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ['image_difficulty', 'instance_offsets', 'instance_to_image']
+__all__ = [
+    'image_difficulty', 'instance_offsets', 'instance_to_image', 'fill_unseen',
+    'UNSEEN_POLICIES'
+]
+
+UNSEEN_POLICIES = ('one', 'mean', 'class_mean')
 
 REDUCTIONS = ('mean', 'max', 'sum')
 
@@ -138,3 +143,54 @@ def image_difficulty(instance_difficulty: Any,
             out = np.divide(out, counts, out=out, where=counts > 0)
     out[counts == 0] = float(empty_value)
     return out
+
+
+def fill_unseen(instance_difficulty: Any,
+                observed: Any,
+                labels: Any,
+                policy: str = 'one') -> np.ndarray:
+    """The difficulty used for instances without a stored prediction.
+
+    In online mode an object enters the state only when its image is drawn,
+    and its first term (from ``p_0 = 1 / K``) is large, so D = 1 for "never
+    seen" and D ~ 0.1 for "seen once and learned" are not comparable
+    (docs/method.md). The policy says what unobserved instances (never
+    seen, or reset) weigh:
+
+    - ``'one'``: their D = 1, the starting difficulty (as stored);
+    - ``'mean'``: the mean D of the observed instances;
+    - ``'class_mean'``: the mean D of the observed instances of their
+      class, or ``'mean'`` where a class has none observed.
+
+    Args:
+        instance_difficulty (np.ndarray): (N,) D of every instance.
+        observed (np.ndarray): (N,) bool, instances with a stored
+            prediction.
+        labels (np.ndarray): (N,) class of every instance.
+        policy (str): One of :data:`UNSEEN_POLICIES`. Defaults to 'one'.
+
+    Returns:
+        np.ndarray: (N,) float64, observed instances unchanged.
+    """
+    if policy not in UNSEEN_POLICIES:
+        raise ValueError(
+            f'policy must be one of {UNSEEN_POLICIES}, got {policy!r}')
+    d = _as_numpy(instance_difficulty, 'instance_difficulty').astype(
+        np.float64, copy=True)
+    seen = _as_numpy(observed, 'observed').astype(bool)
+    labels = _as_numpy(labels, 'labels').astype(np.int64)
+    if seen.shape != d.shape or labels.shape != d.shape:
+        raise ValueError('instance_difficulty, observed and labels must have '
+                         f'one entry per instance, got {d.shape}, '
+                         f'{seen.shape}, {labels.shape}')
+    if policy == 'one' or seen.all() or not seen.any():
+        return d
+    fill = np.full(d.shape, d[seen].mean())
+    if policy == 'class_mean':
+        num = int(labels.max()) + 1
+        total = np.bincount(labels[seen], weights=d[seen], minlength=num)
+        count = np.bincount(labels[seen], minlength=num)
+        has = count[labels] > 0
+        fill[has] = total[labels[has]] / count[labels[has]]
+    d[~seen] = fill[~seen]
+    return d

@@ -65,6 +65,9 @@ class DatasetIndex:
             unknown. Defaults to None (all '').
         classes (Sequence[str], optional): ``(K,)`` class names.
             Defaults to None.
+        object_boxes (Sequence, optional): ``(E, 4)`` boxes (x1, y1, x2,
+            y2) in original image coordinates, for plots. Defaults to None
+            (zeros).
 
     Example:
         >>> # two images, the second shown twice (RepeatDataset-like)
@@ -83,7 +86,8 @@ class DatasetIndex:
                  ignored: Optional[Sequence[bool]] = None,
                  img_ids: Optional[Sequence[int]] = None,
                  img_paths: Optional[Sequence[str]] = None,
-                 classes: Optional[Sequence[str]] = None) -> None:
+                 classes: Optional[Sequence[str]] = None,
+                 object_boxes: Optional[Sequence] = None) -> None:
         self.num_classes = check_int(num_classes, 'num_classes', 1)
         self.image_of_index = _int_array(image_of_index, 'image_of_index')
         self.object_offsets = _int_array(object_offsets, 'object_offsets')
@@ -126,6 +130,12 @@ class DatasetIndex:
                 f'img_ids and img_paths need one entry per unique image '
                 f'({num_images})')
         self.classes = None if classes is None else tuple(classes)
+        self.object_boxes = (
+            np.zeros(
+                (labels.size, 4), dtype=np.float32) if object_boxes is None
+            else np.asarray(object_boxes, dtype=np.float32).reshape(-1, 4))
+        if self.object_boxes.shape[0] != labels.size:
+            raise ValueError('object_boxes must have one box per object')
 
     @property
     def num_indices(self) -> int:

@@ -80,29 +80,36 @@ def sampling_diagnostics(probs: Sequence[float],
         out['max_repeats'] = int(counts.max()) if n else 0
         out['fraction_not_drawn'] = float(np.mean(counts == 0))
     if groups is not None:
-        groups = np.asarray(groups, dtype=np.int64)
-        if groups.shape != (num_images, ):
-            raise ValueError(f'groups must have shape ({num_images},), got '
-                             f'{groups.shape}')
-        num_groups = max(
-            int(groups.max()) + 1,
-            len(group_names) if group_names else 0)
-        names = (
-            list(group_names) if group_names is not None else
-            [str(g) for g in range(num_groups)])
-        if len(names) < num_groups:
-            raise ValueError(
-                f'group_names has {len(names)} names but groups has ids up '
-                f'to {num_groups - 1}')
-        valid = groups >= 0
-        mass = np.bincount(
-            groups[valid], weights=p[valid], minlength=num_groups)
-        out['group_mass'] = {name: float(m) for name, m in zip(names, mass)}
-        if counts is not None:
-            drawn_per_group = np.bincount(
-                groups[valid], weights=counts[valid], minlength=num_groups)
-            out['group_draw_fraction'] = {
-                name: float(c / n) if n else 0.0
-                for name, c in zip(names, drawn_per_group)
-            }
+        out.update(_group_diagnostics(p, counts, n, groups, group_names))
+    return out
+
+
+def _group_diagnostics(p: np.ndarray, counts: Optional[np.ndarray], n: int,
+                       groups: Sequence[int],
+                       group_names: Optional[Sequence[str]]) -> dict:
+    """``group_mass`` (and ``group_draw_fraction`` with draws)."""
+    num_images = p.size
+    groups = np.asarray(groups, dtype=np.int64)
+    if groups.shape != (num_images, ):
+        raise ValueError(f'groups must have shape ({num_images},), got '
+                         f'{groups.shape}')
+    num_groups = max(
+        int(groups.max()) + 1,
+        len(group_names) if group_names else 0)
+    names = (
+        list(group_names)
+        if group_names is not None else [str(g) for g in range(num_groups)])
+    if len(names) < num_groups:
+        raise ValueError(f'group_names has {len(names)} names but groups has '
+                         f'ids up to {num_groups - 1}')
+    valid = groups >= 0
+    mass = np.bincount(groups[valid], weights=p[valid], minlength=num_groups)
+    out = dict(group_mass={name: float(m) for name, m in zip(names, mass)})
+    if counts is not None:
+        drawn = np.bincount(
+            groups[valid], weights=counts[valid], minlength=num_groups)
+        out['group_draw_fraction'] = {
+            name: float(c / n) if n else 0.0
+            for name, c in zip(names, drawn)
+        }
     return out

@@ -2,7 +2,7 @@
 
 Implements the per-epoch difficulty terms of Yu et al., CVPR 2022, "A
 Re-Balancing Strategy for Class-Imbalanced Classification Based on Instance
-Difficulty", Sec. 3 (see ``PAPER.md``). For an instance with true class
+Difficulty", Sec. 3 (see docs/method.md). For an instance with true class
 ``y`` and two class-probability vectors ``p`` (previous epoch) and ``q``
 (current epoch)::
 
@@ -306,7 +306,7 @@ def psi_split_compressed(
     eps: float = 1e-12,
     prev_valid: Optional[torch.Tensor] = None
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """PSI split between two compressed predictions (mmdiff, DESIGN 4).
+    """PSI split between two compressed predictions (mmdiff, docs/method.md).
 
     A compressed record stores, per instance, its label ``y``, the true
     class probability, ``k`` other classes with their probabilities and the

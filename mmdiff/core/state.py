@@ -24,27 +24,27 @@ why). At LVIS scale (1.27M objects, K = 1,204, k = 8) the stored state
 takes 50 bytes per instance, 64 MB; pending observations add about 66
 bytes per observed instance until ``end_epoch``.
 """
-import warnings
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from .pending import PendingObservations
 from .psi import _split_from_prior
+from .state_snapshot import StateSnapshot
 from .storage import EPS, DenseStorage, TopkStorage, cpu_threads
 from .topk_codec import (PROB_DTYPE, TopkRecord, compress, decompress,
                          index_dtype)
-from .validation import (SNAPSHOT_CONFIG, ArrayLike, check_ids, check_int,
-                         check_labels, check_positive, check_prior_terms,
-                         check_probs, check_snapshot_config, check_topk_record,
-                         row_sum_tolerance, snapshot_tensor, to_tensor)
+from .validation import (ArrayLike, check_ids, check_int, check_labels,
+                         check_positive, check_prior_terms, check_probs,
+                         check_topk_record, row_sum_tolerance, to_tensor)
 
 __all__ = ['DifficultyState', 'compress', 'decompress']
 
 DEFAULT_TOPK = 8
 DENSE_MAX_ELEMENTS = 2**24
 STORAGES = ('auto', 'dense', 'topk')
+FIRST_TERMS = ('prior', 'skip')
 # Instances per end_epoch step on CPU: keeps the (k+1, k+1, rows) match
 # matrix of the sparse PSI cache-sized (8192 was fastest of 4096..32768 on
 # the 2-core machine). GPUs take everything at once.
@@ -53,7 +53,7 @@ CUDA_CHUNK = 2**22
 Device = Union[str, torch.device]
 
 
-class DifficultyState:
+class DifficultyState(StateSnapshot):
     """Cumulative PSI learning / unlearning sums for N instances.
 
     Args:
@@ -71,6 +71,12 @@ class DifficultyState:
             Defaults to 8.
         device (str | torch.device, optional): Device holding the state;
             all computation runs there. Defaults to 'cpu'.
+        first_term (str, optional): 'prior': an instance's first term is
+            the PSI split from ``p_0 = 1 / K`` (the paper); 'skip': the
+            first observation only stores the prediction, so D measures
+            change between observations and an instance seen once keeps
+            D = 1, like one never seen (mmdiff, docs/method.md).
+            Defaults to 'prior'.
 
     Example:
         >>> state = DifficultyState(num_instances=2, num_classes=3)
@@ -87,7 +93,8 @@ class DifficultyState:
                  c: float = 1.0,
                  storage: str = 'auto',
                  topk: int = DEFAULT_TOPK,
-                 device: Device = 'cpu') -> None:
+                 device: Device = 'cpu',
+                 first_term: str = 'prior') -> None:
         self.num_instances = check_int(num_instances, 'num_instances', 1)
         self.num_classes = check_int(num_classes, 'num_classes', 2)
         self.c = check_positive(c, 'c')
@@ -99,6 +106,10 @@ class DifficultyState:
             dense = self.num_instances * self.num_classes <= \
                 DENSE_MAX_ELEMENTS
             storage = 'dense' if dense else 'topk'
+        if first_term not in FIRST_TERMS:
+            raise ValueError(
+                f'first_term must be one of {FIRST_TERMS}, got {first_term!r}')
+        self.first_term = first_term
         self.storage = storage
         self.device = torch.device(device)
         self.epoch = 0
@@ -298,9 +309,14 @@ class DifficultyState:
             dl, du = self._store.split(rows, prev_labels, labels[part],
                                        tuple(t[part] for t in payload), seen)
             first = prior[:, part]
-            use = ~seen & ~torch.isnan(first[0])
-            self._sums[0, rows] += torch.where(use, first[0], dl).float()
-            self._sums[1, rows] += torch.where(use, first[1], du).float()
+            if self.first_term == 'skip':  # first sight: store only
+                dl, du = dl.masked_fill(~seen, 0), du.masked_fill(~seen, 0)
+            else:
+                use = ~seen & ~torch.isnan(first[0])
+                dl, du = torch.where(use, first[0],
+                                     dl), torch.where(use, first[1], du)
+            self._sums[0, rows] += dl.float()
+            self._sums[1, rows] += du.float()
         rows = slice(None) if everyone else ids
         self._store.store(rows, payload)
         self._prev_label[rows] = labels.to(self._prev_label.dtype)
@@ -314,6 +330,12 @@ class DifficultyState:
         """
         sums = self._sums.double()
         return ((self.c + sums[1]) / (self.c + sums[0])).cpu().numpy()
+
+    @property
+    def observed(self) -> np.ndarray:
+        """np.ndarray: (N,) bool, instances with a stored prediction (seen
+        in some epoch and not reset since)."""
+        return (self._prev_label >= 0).cpu().numpy()
 
     def reset(self, ids: ArrayLike) -> None:
         """Forget instances: sums to 0, prediction back to uniform.
@@ -330,71 +352,9 @@ class DifficultyState:
         self._prev_label[ids_t] = -1
         self._pending.drop(ids_t)
 
-    # ------------------------------------------------------------------
-    # checkpointing
-    def state_dict(self) -> Dict[str, Any]:
-        """Plain-type / CPU-tensor snapshot, loadable with weights_only.
-
-        Returns:
-            dict: Config (num_instances, num_classes, c, storage, topk,
-            epoch), every state tensor, and this epoch's pending
-            observations (``pending_*``), cloned to the CPU.
-        """
-        sd: Dict[str, Any] = {
-            key: getattr(self, key)
-            for key in SNAPSHOT_CONFIG
-        }
-        for name, tensor in self._tensors().items():
-            sd[name] = tensor.detach().cpu().clone()
-        sd.update(
-            self._pending.state_dict(list(self._store.payload_layout(0))))
-        return sd
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict` snapshot exactly.
-
-        The checkpoint's c, storage, topk and epoch replace this object's
-        (a warning says when c differs from the configured one).
-
-        Args:
-            state_dict (Mapping[str, Any]): A snapshot from
-                :meth:`state_dict`.
-
-        Raises:
-            ValueError: If the snapshot belongs to another dataset (other
-                N or K) or is malformed.
-        """
-        c, storage, topk, epoch = check_snapshot_config(
-            state_dict, self.num_instances, self.num_classes)
-        if c != self.c:
-            warnings.warn(
-                f'DifficultyState: using c={c} from the checkpoint instead '
-                f'of the configured c={self.c}')
-        self.c, self.storage, self.topk = c, storage, topk
-        self._allocate()
-        for name, target in self._tensors().items():
-            target.copy_(
-                snapshot_tensor(state_dict, name, target.shape, target.dtype))
-        self._load_pending(state_dict)
-        self.epoch = epoch
-
-    def _load_pending(self, state_dict: Mapping[str, Any]) -> None:
-        if 'pending_ids' not in state_dict:
-            return
-        ids = self._ids(state_dict['pending_ids'])
-        n = ids.numel()
-        parts = [
-            snapshot_tensor(state_dict, f'pending_{name}', shape,
-                            dtype).to(self.device)
-            for name, (shape,
-                       dtype) in (('labels', ((n, ), torch.int64)),
-                                  ('prior', ((2, n), torch.float32)),
-                                  *self._store.payload_layout(n).items())
-        ]
-        self._pending.add(ids, parts[0], tuple(parts[2:]), parts[1])
-
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(num_instances={self.num_instances}, '
                 f'num_classes={self.num_classes}, c={self.c}, '
                 f'storage={self.storage!r}, topk={self.topk}, '
+                f'first_term={self.first_term!r}, '
                 f'device={str(self.device)!r}, epoch={self.epoch})')

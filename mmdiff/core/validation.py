@@ -138,6 +138,21 @@ def check_probs(probs: torch.Tensor,
             f'{high:.3g}]')
 
 
+def _check_indices(values: torch.Tensor, name: str, what: str,
+                   limit: int) -> None:
+    """Integers in ``[0, limit)``, any shape; the message names ``what``."""
+    if values.is_floating_point() or values.is_complex() or \
+            values.dtype == torch.bool:
+        raise ValueError(
+            f'{name} must be integer {what}, got dtype {values.dtype}')
+    if values.numel() == 0:
+        return
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= limit:
+        raise ValueError(f'{name} must lie in [0, {limit}), got values in '
+                         f'[{low}, {high}]')
+
+
 def check_labels(labels: torch.Tensor,
                  num_rows: int,
                  num_classes: int,
@@ -155,20 +170,12 @@ def check_labels(labels: torch.Tensor,
         ValueError: If labels are not 1-D integers in [0, K) of the right
             length.
     """
-    if labels.is_floating_point() or labels.is_complex() or \
-            labels.dtype == torch.bool:
-        raise ValueError(
-            f'{name} must be integer class indices, got dtype {labels.dtype}')
-    if labels.dim() != 1 or labels.shape[0] != num_rows:
+    if not (labels.is_floating_point() or labels.is_complex()
+            or labels.dtype == torch.bool) and (labels.dim() != 1 or
+                                                labels.shape[0] != num_rows):
         raise ValueError(f'{name} must have shape ({num_rows},), got '
                          f'{tuple(labels.shape)}')
-    if labels.numel() == 0:
-        return
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0 or high >= num_classes:
-        raise ValueError(
-            f'{name} must lie in [0, {num_classes}), got values in '
-            f'[{low}, {high}]')
+    _check_indices(labels, name, 'class indices', num_classes)
 
 
 def check_ids(ids: torch.Tensor,
@@ -185,19 +192,9 @@ def check_ids(ids: torch.Tensor,
     Raises:
         ValueError: If ids are not 1-D integers in [0, N).
     """
-    if ids.is_floating_point() or ids.is_complex() or \
-            ids.dtype == torch.bool:
-        raise ValueError(
-            f'{name} must be integer instance ids, got dtype {ids.dtype}')
     if ids.dim() != 1:
         raise ValueError(f'{name} must be 1-D, got shape {tuple(ids.shape)}')
-    if ids.numel() == 0:
-        return
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or high >= num_instances:
-        raise ValueError(
-            f'{name} must lie in [0, {num_instances}), got values in '
-            f'[{low}, {high}]')
+    _check_indices(ids, name, 'instance ids', num_instances)
 
 
 def check_positive(value: Any, name: str) -> float:

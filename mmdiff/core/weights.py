@@ -3,11 +3,11 @@
 Shapes: ``N`` images, ``K`` classes; ``D`` ``(N,)`` the per-image difficulty
 (Yu et al., CVPR 2022, eq. 6, aggregated over an image's objects).
 
-Schemes (DESIGN.md decision 5), each a probability vector over the ``N``
+Schemes (docs/design.md, decision 6), each a probability vector over the ``N``
 images (the sampler draws ``N`` images with replacement from it):
 
 - ``'uniform'``: ``p_i = 1 / N``, difficulty ignored (baseline / warm-up).
-- ``'paper'``: ``p_i ∝ D_i``, the paper's re-sampling (PAPER.md, algorithm).
+- ``'paper'``: ``p_i ∝ D_i``, the paper's re-sampling (docs/method.md).
 - ``'class_aware'``: two levels, a class drawn uniformly among the classes
   that have images, then an image of that class with probability ``∝ D``::
 

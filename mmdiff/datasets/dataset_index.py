@@ -23,6 +23,8 @@ from mmdiff.core.dataset_index import DatasetIndex
 
 __all__ = ['index_dataset', 'leaf_offsets', 'UnsupportedDatasetError']
 
+_NO_BOX = (0.0, 0.0, 0.0, 0.0)
+
 
 class UnsupportedDatasetError(TypeError):
     """A dataset wrapper mmdiff cannot give a global image identity."""
@@ -103,37 +105,52 @@ def _walk_leaf(dataset: Any) -> Dict[str, list]:
         if labels.shape == (num, ) and labels.dtype.kind in 'iu':
             return dict(
                 labels=labels.tolist(),
+                boxes=list(_NO_BOX) * num,
                 ignored=[False] * num,
                 counts=[1] * num,
                 img_ids=[-1] * num,
                 img_paths=[''] * num)
     out: Dict[str, list] = dict(
-        labels=[], ignored=[], counts=[], img_ids=[], img_paths=[])
+        labels=[], boxes=[], ignored=[], counts=[], img_ids=[], img_paths=[])
     get_info = getattr(dataset, 'get_data_info', None)
-    get_cat_ids = getattr(dataset, 'get_cat_ids', None)
     for idx in range(num):
         info = get_info(idx) if callable(get_info) else None
         if isinstance(info, dict) and 'instances' in info:
-            instances = info['instances']
-            out['labels'].extend(inst['bbox_label'] for inst in instances)
-            out['ignored'].extend(
-                bool(inst.get('ignore_flag', 0)) for inst in instances)
-            out['counts'].append(len(instances))
-            out['img_ids'].append(int(info.get('img_id', -1)))
-            out['img_paths'].append(str(info.get('img_path', '')))
-            continue
-        if not callable(get_cat_ids):
-            raise _no_labels_error(dataset)
-        try:
-            cat_ids = list(get_cat_ids(idx))
-        except NotImplementedError:  # mmengine's BaseDataset declares it
-            raise _no_labels_error(dataset) from None
-        out['labels'].extend(cat_ids)
-        out['ignored'].extend([False] * len(cat_ids))
-        out['counts'].append(len(cat_ids))
-        out['img_ids'].append(-1)
-        out['img_paths'].append('')
+            _add_instances(out, info)
+        else:
+            _add_cat_ids(out, dataset, idx)
     return out
+
+
+def _add_instances(out: Dict[str, list], info: dict) -> None:
+    """One mmdet data info: its objects (one loop: start-up at scale)."""
+    labels, boxes, ignored = (out['labels'].append, out['boxes'].extend,
+                              out['ignored'].append)
+    instances = info['instances']
+    for inst in instances:
+        labels(inst['bbox_label'])
+        boxes(inst.get('bbox', _NO_BOX))  # flat x1, y1, x2, y2
+        ignored(bool(inst.get('ignore_flag', 0)))
+    out['counts'].append(len(instances))
+    out['img_ids'].append(int(info.get('img_id', -1)))
+    out['img_paths'].append(str(info.get('img_path', '')))
+
+
+def _add_cat_ids(out: Dict[str, list], dataset: Any, idx: int) -> None:
+    """An image of a dataset that only has get_cat_ids."""
+    get_cat_ids = getattr(dataset, 'get_cat_ids', None)
+    if not callable(get_cat_ids):
+        raise _no_labels_error(dataset)
+    try:
+        cat_ids = list(get_cat_ids(idx))
+    except NotImplementedError:  # mmengine's BaseDataset declares it
+        raise _no_labels_error(dataset) from None
+    out['labels'].extend(cat_ids)
+    out['boxes'].extend(_NO_BOX * len(cat_ids))
+    out['ignored'].extend([False] * len(cat_ids))
+    out['counts'].append(len(cat_ids))
+    out['img_ids'].append(-1)
+    out['img_paths'].append('')
 
 
 def index_dataset(dataset: Sized) -> DatasetIndex:
@@ -178,4 +195,6 @@ def index_dataset(dataset: Sized) -> DatasetIndex:
         ignored=cat('ignored', bool),
         img_ids=cat('img_ids', np.int64),
         img_paths=cat('img_paths', object),
-        classes=None if classes is None else [str(c) for c in classes])
+        classes=None if classes is None else [str(c) for c in classes],
+        object_boxes=np.asarray([b for walk in walks for b in walk['boxes']],
+                                dtype=np.float32).reshape(-1, 4))

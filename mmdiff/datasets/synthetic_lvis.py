@@ -144,7 +144,7 @@ def make_synthetic_lvis(root: str,
                         val_imbalance_ratio: float = 1.0,
                         frequency_thresholds: Tuple[float,
                                                     float] = (0.025, 0.1),
-                        hard_variant_fraction: float = 0.08,
+                        hard_variant_fraction: float = 0.10,
                         val_hard_variant_fraction: Optional[float] = None,
                         jpeg_quality: int = 90) -> Dict[str, Any]:
     """Write the synthetic long-tailed LVIS v1 data set under ``root``.
@@ -181,7 +181,7 @@ def make_synthetic_lvis(root: str,
             Defaults to (0.025, 0.1).
         hard_variant_fraction (float): Fraction of each frequent class's
             instances drawn as the hard variant (at least one, always a
-            minority). 0 disables hard variants. Defaults to 0.08.
+            minority). 0 disables hard variants. Defaults to 0.1.
         val_hard_variant_fraction (float, optional): The same for the
             validation split, e.g. higher to measure hard-variant accuracy.
             Defaults to None (``hard_variant_fraction``).

@@ -9,6 +9,11 @@ from .synthetic_spec import (class_spec, lookalike_class, polygon_area,
 
 __all__ = ['render_image']
 
+#: Hard variants take sizes in the lowest part of the size range ...
+HARD_SIZE_FRACTION = 0.4
+#: ... and their hole is the outline scaled by this about its centre.
+HOLE_SCALE = 0.55
+
 
 def _background(rng: np.random.Generator, width: int,
                 height: int) -> np.ndarray:
@@ -71,7 +76,7 @@ def _look(rng: np.random.Generator, label: int, is_hard: bool,
         aspect = rng.uniform(0.8, 1.25)
         poly = poly * (size / 2) * np.array([aspect**0.5, aspect**-0.5])
         return poly, np.asarray(rgb) * rng.uniform(0.85, 1.0)
-    size = rng.uniform(smin, smin + 0.4 * (smax - smin))
+    size = rng.uniform(smin, smin + HARD_SIZE_FRACTION * (smax - smin))
     # At most 15 degrees: a diamond must not turn into a square.
     poly = _rotated(poly * (size / 2),
                     rng.uniform(5, 15) * rng.choice([-1, 1]))
@@ -122,7 +127,7 @@ def render_image(rng: np.random.Generator, width: int, height: int,
         _fill(img, poly, colour)
         if is_hard:  # the hole (the mask stays the outline)
             centre = (poly.min(0) + poly.max(0)) / 2
-            _fill(img, centre + 0.45 * (poly - centre), bg_mean)
+            _fill(img, centre + HOLE_SCALE * (poly - centre), bg_mean)
         objects.append(
             dict(
                 poly=poly,

@@ -1,6 +1,6 @@
 """DifficultyHook: instance difficulty from training, re-sampling each epoch.
 
-Data flow of one epoch (DESIGN.md):
+Data flow of one epoch (docs/design.md):
 ``DifficultyClassAwareSampler`` draws the images -> the model trains -> a
 capture (:mod:`mmdiff.models.probability_capture`) hands over the class
 probabilities of every GT object (detection: its GT-injected RoI;
@@ -11,8 +11,6 @@ and handed to the sampler for the next epoch. The state and the sampler
 are saved in checkpoints under one key (:data:`CHECKPOINT_KEY`).
 """
 import logging
-import os
-import os.path as osp
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -23,13 +21,15 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from mmdiff.core import (LVIS_FREQUENCY_GROUPS, DifficultyState,
-                         frequency_of_counts, image_difficulty,
-                         instance_offsets, instance_to_image)
+from mmdiff.analysis.dump import write_epoch, write_index
+from mmdiff.core import (LVIS_FREQUENCY_GROUPS, UNSEEN_POLICIES,
+                         DifficultyState, fill_unseen, frequency_of_counts,
+                         image_difficulty, instance_offsets, instance_to_image)
 from mmdiff.core.records import EpochRecords, observe_into
 from mmdiff.datasets.sample_idx import check_pipeline_keeps_sample_idx
 from mmdiff.models.probability_capture import build_capture
 from mmdiff.samplers import DifficultyClassAwareSampler
+from .epoch_log import dump_dir, epoch_scalars, log_epoch
 from .eval_pass import build_eval_pass_loader, eval_pass_options, run_eval_pass
 
 __all__ = ['DifficultyHook', 'CHECKPOINT_KEY']
@@ -79,6 +79,13 @@ class DifficultyHook(Hook):
             every epoch (for ``tools/analysis``). Defaults to False.
         log_quantiles (tuple[float]): Quantiles of D to log.
             Defaults to (0.1, 0.5, 0.9, 0.99).
+        unseen (str): What objects without a stored prediction (never
+            drawn yet, or reset) weigh: 'one' (D = 1), 'mean' (the mean D
+            of the observed objects) or 'class_mean' (that of their
+            class); see :func:`mmdiff.core.fill_unseen`. Defaults to 'one'.
+        first_term (str): 'prior' (the paper: the first term is the PSI
+            split from p_0 = 1/K) or 'skip' (D counts changes between
+            observations only). Defaults to 'prior'.
         mode (str): 'online' reads the probabilities from the training
             forward pass (free); 'eval_pass' runs an eval-mode pass over
             the training images (the paper's protocol; deterministic
@@ -104,6 +111,8 @@ class DifficultyHook(Hook):
                  state_device: str = 'cpu',
                  dump: bool = False,
                  log_quantiles: Sequence[float] = (0.1, 0.5, 0.9, 0.99),
+                 unseen: str = 'one',
+                 first_term: str = 'prior',
                  mode: str = 'online',
                  eval_pass: Optional[dict] = None) -> None:
         if not c > 0:
@@ -121,6 +130,14 @@ class DifficultyHook(Hook):
         if mode not in ('online', 'eval_pass'):
             raise ValueError(
                 f"mode must be 'online' or 'eval_pass', got {mode!r}")
+        if unseen not in UNSEEN_POLICIES:
+            raise ValueError(
+                f'unseen must be one of {UNSEEN_POLICIES}, got {unseen!r}')
+        if first_term not in ('prior', 'skip'):
+            raise ValueError(
+                f"first_term must be 'prior' or 'skip', got {first_term!r}")
+        self.unseen = unseen
+        self.first_term = first_term
         self.mode = mode
         self.eval_pass = eval_pass_options(eval_pass)
         self._eval_loader: Any = None
@@ -182,11 +199,14 @@ class DifficultyHook(Hook):
             c=self.c,
             storage=self.storage,
             topk=self.topk,
-            device=self.state_device)
+            device=self.state_device,
+            first_term=self.first_term)
         self._records = EpochRecords(None if self.state.storage ==
                                      'dense' else self.state.topk)
         self.nan_rows = 0
         self._restore(runner)
+        if self.dump and is_main_process():
+            self._dump_index(runner)
         runner.logger.info(
             f'DifficultyHook: {int(counts.sum())} objects in {len(counts)} '
             f'images, {num_classes} classes, {self.state.storage} state '
@@ -281,67 +301,55 @@ class DifficultyHook(Hook):
             self._dump(runner, inst_d, img_d)
 
     def _instance_difficulty(self) -> np.ndarray:
-        d = np.asarray(self.state.difficulty(), dtype=np.float64)
-        return d[:len(self.instance_labels)]
+        """D of every object as the sampler uses it (unseen policy)."""
+        n = len(self.instance_labels)
+        d = np.asarray(self.state.difficulty(), dtype=np.float64)[:n]
+        return fill_unseen(d, self.state.observed[:n], self.instance_labels,
+                           self.unseen)
 
     def _log(self, runner: Any, inst_d: np.ndarray, updated: int,
              merged: Dict[str, Any], num_changed: int) -> None:
-        scalars: Dict[str, float] = {}
-        if inst_d.size:
-            for q, v in zip(self.log_quantiles,
-                            np.quantile(inst_d, self.log_quantiles)):
-                scalars[f'difficulty/D_q{q:g}'] = float(v)
-            scalars['difficulty/D_mean'] = float(inst_d.mean())
-            groups = self.class_groups[self.instance_labels]
-            for g, name in enumerate(LVIS_FREQUENCY_GROUPS):
-                if np.any(groups == g):
-                    scalars[f'difficulty/D_mean_{name}'] = float(
-                        inst_d[groups == g].mean())
-        diag = self.sampler.diagnostics()
-        scalars['sampler/ess_fraction'] = float(diag['ess_fraction'])
-        if 'fraction_not_drawn' in diag:
-            scalars['sampler/fraction_not_drawn'] = float(
-                diag['fraction_not_drawn'])
-            scalars['sampler/max_repeats'] = float(diag['max_repeats'])
-        for name, mass in (diag.get('group_mass') or {}).items():
-            scalars[f'sampler/mass_{name}'] = float(mass)
-        scalars['difficulty/objects_updated'] = float(updated)
-        scalars['difficulty/nan_rows_skipped'] = float(merged['invalid'])
-        scalars['difficulty/images_reset'] = float(num_changed)
-        runner.visualizer.add_scalars(scalars, step=runner.epoch + 1)
-        for key, value in scalars.items():
-            runner.message_hub.update_info(key, value)
-        text = ', '.join(f'{k.split("/")[1]}: {v:.4g}'
-                         for k, v in scalars.items())
-        runner.logger.info(f'DifficultyHook epoch {runner.epoch + 1}: '
-                           f'{merged["num"]} GT predictions seen; {text}')
-        if merged['invalid']:
-            print_log(
-                f'DifficultyHook skipped {merged["invalid"]} predictions '
-                'with NaN / inf probabilities this epoch (never added to '
-                'the difficulty state); check the loss for divergence.',
-                logger='current',
-                level=logging.WARNING)
+        scalars = epoch_scalars(
+            inst_d,
+            self.class_groups[self.instance_labels],
+            self.log_quantiles,
+            self.sampler.diagnostics(),
+            objects_updated=updated,
+            nan_rows_skipped=merged['invalid'],
+            images_reset=num_changed,
+            observed=float(self.state.observed[:inst_d.size].mean())
+            if inst_d.size else 0.0)
+        log_epoch(runner, scalars, merged['num'], merged['invalid'])
+
+    def _dump_index(self, runner: Any) -> None:
+        """``index.npz``: objects, images and classes (mmdiff.analysis)."""
+        index = self.index
+        write_index(
+            dump_dir(runner),
+            instance_image=self.instance_image,
+            instance_label=self.instance_labels,
+            instance_box=index.object_boxes[~index.ignored],
+            img_id=index.img_ids,
+            img_path=index.img_paths,
+            class_name=index.classes
+            or [str(c) for c in range(index.num_classes)],
+            class_group=self.class_groups,
+            group_names=LVIS_FREQUENCY_GROUPS,
+            images_per_class=index.images_per_class())
 
     def _dump(self, runner: Any, inst_d: np.ndarray,
               img_d: np.ndarray) -> None:
-        out_dir = osp.join(runner.work_dir, 'difficulty')
-        os.makedirs(out_dir, exist_ok=True)
-        np.savez_compressed(
-            osp.join(out_dir, f'epoch_{runner.epoch + 1}.npz'),
-            epoch=runner.epoch + 1,
+        write_epoch(
+            dump_dir(runner),
+            runner.epoch + 1,
             instance_difficulty=inst_d,
-            instance_image=self.instance_image,
-            instance_label=self.instance_labels,
+            instance_observed=self.state.observed[:inst_d.size],
             image_difficulty=img_d,
             # per unique image (summed over the indices that show it)
             sampling_probs=np.bincount(
                 self.index.image_of_index,
                 weights=self.sampler.probabilities,
-                minlength=self.index.num_images),
-            class_group=self.class_groups,
-            images_per_class=self.index.images_per_class(),
-            group_names=np.array(LVIS_FREQUENCY_GROUPS))
+                minlength=self.index.num_images))
 
     # ------------------------------------------------------------------
     # checkpoints

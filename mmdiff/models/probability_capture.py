@@ -3,9 +3,10 @@
 Shapes: B images per batch, R RoIs, K classes (+1 background for detection).
 
 The difficulty of an instance comes from its predicted class distribution
-(PAPER.md). mmdiff reads it from the training forward pass itself: no edit
-of mmdet's source and no extra forward pass (DESIGN decision 2). A capture
-wraps one or two methods *of the model instance* (the class is untouched):
+(docs/method.md). mmdiff reads it from the training forward pass itself:
+no edit of mmdet's source and no extra forward pass (docs/design.md,
+decision 3). A capture wraps one or two methods *of the model instance*
+(the class is untouched):
 
 - detection (:class:`RoIHeadCapture`): ``roi_head.loss`` (to see the batch's
   data samples, which carry ``sample_idx``) and ``roi_head.bbox_loss`` (to see

@@ -2,7 +2,7 @@
 
 The weights come from :func:`mmdiff.core.sampling_weights`; this module only
 reads the dataset's labels once, keeps the current probabilities and draws
-(DESIGN.md decisions 5 and 6).
+(docs/design.md, decisions 6 and 7).
 """
 import math
 import warnings
@@ -119,11 +119,13 @@ class DifficultyClassAwareSampler(Sampler):
         self.seed = sync_random_seed() if seed is None else seed
         self.epoch = 0
         self.scheme = scheme
-        self.beta = beta
-        self.thr = thr
-        self.temperature = temperature
-        self.floor = floor
-        self.clip = clip
+        # The arguments of core.sampling_weights besides the difficulty.
+        self.weight_options = dict(
+            beta=beta,
+            thr=thr,
+            temperature=temperature,
+            floor=floor,
+            clip=clip)
         self.warmup_epochs = warmup_epochs
 
         # One walk, shared with DifficultyHook (sampler.dataset_index).
@@ -137,10 +139,7 @@ class DifficultyClassAwareSampler(Sampler):
         self.total_size = self.num_samples * self.world_size
 
         self.prior = self._weights(None)
-        self.image_difficulty: Optional[np.ndarray] = None
-        self.difficulty_epoch: Optional[int] = None
-        self._probs: Optional[np.ndarray] = None
-        self._set_by = 'prior'
+        self._set(None, None, None, 'prior')
         # Set by DifficultyHook (LVIS r / c / f) or by set_groups().
         self.groups: Optional[np.ndarray] = None
         self.group_names: Sequence[str] = LVIS_FREQUENCY_GROUPS
@@ -149,15 +148,8 @@ class DifficultyClassAwareSampler(Sampler):
         self._last_indices: Optional[torch.Tensor] = None
 
     def _weights(self, difficulty: Optional[np.ndarray]) -> np.ndarray:
-        return sampling_weights(
-            self.scheme,
-            self.class_index,
-            difficulty,
-            beta=self.beta,
-            thr=self.thr,
-            temperature=self.temperature,
-            floor=self.floor,
-            clip=self.clip)
+        return sampling_weights(self.scheme, self.class_index, difficulty,
+                                **self.weight_options)
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -177,14 +169,8 @@ class DifficultyClassAwareSampler(Sampler):
             epoch (int, optional): The epoch it was measured in, for error
                 messages and the state. Defaults to None.
         """
-        where = '' if epoch is None else f' of epoch {epoch}'
-        values = check_image_difficulty(image_difficulty,
-                                        self.class_index.num_images,
-                                        f'image_difficulty{where}')
-        self._probs = self._weights(values)
-        self.image_difficulty = values
-        self.difficulty_epoch = epoch
-        self._set_by = 'difficulty'
+        values = self._checked(image_difficulty, 'image_difficulty', epoch)
+        self._set(self._weights(values), values, epoch, 'difficulty')
 
     def set_weights(self,
                     weights: Sequence[float],
@@ -199,13 +185,23 @@ class DifficultyClassAwareSampler(Sampler):
             epoch (int, optional): The epoch they belong to, for error
                 messages and the state. Defaults to None.
         """
+        values = self._checked(weights, 'weights', epoch)
+        self._set(values / values.sum(), None, epoch, 'weights')
+
+    def _checked(self, values: Sequence[float], name: str,
+                 epoch: Optional[int]) -> np.ndarray:
         where = '' if epoch is None else f' of epoch {epoch}'
-        values = check_image_difficulty(weights, self.class_index.num_images,
-                                        f'weights{where}')
-        self._probs = values / values.sum()
-        self.image_difficulty = None
+        return check_image_difficulty(values, self.class_index.num_images,
+                                      f'{name}{where}')
+
+    def _set(self, probs: Optional[np.ndarray],
+             difficulty: Optional[np.ndarray], epoch: Optional[int],
+             set_by: str) -> None:
+        """The probabilities of the next epochs, and where they came from."""
+        self._probs = probs
+        self.image_difficulty = difficulty
         self.difficulty_epoch = epoch
-        self._set_by = 'weights'
+        self._set_by = set_by
 
     def set_groups(self,
                    groups: Sequence[int],
@@ -289,11 +285,7 @@ class DifficultyClassAwareSampler(Sampler):
     def _config(self) -> dict:
         return dict(
             scheme=self.scheme,
-            beta=self.beta,
-            thr=self.thr,
-            temperature=self.temperature,
-            floor=self.floor,
-            clip=self.clip,
+            **self.weight_options,
             warmup_epochs=self.warmup_epochs,
             total_size=self.total_size)
 
@@ -351,7 +343,4 @@ class DifficultyClassAwareSampler(Sampler):
         elif state_dict['set_by'] == 'weights':
             self.set_weights(values, epoch)
         else:
-            self._probs = None
-            self.image_difficulty = None
-            self.difficulty_epoch = None
-            self._set_by = 'prior'
+            self._set(None, None, None, 'prior')

@@ -1,4 +1,4 @@
-"""Tests of tools/analysis/plot_difficulty.py and mmdiff.analysis.plots."""
+"""Tests of tools/analysis/plot_difficulty.py and mmdiff.analysis."""
 import importlib.util
 import json
 import math
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmdiff.analysis.plots import (PLOT_FILES, GalleryError,
-                                   class_index_from_instances,
+from mmdiff.analysis.dump import load_dump, write_epoch, write_index
+from mmdiff.analysis.report import PLOT_FILES
+from mmdiff.analysis.stats import (class_index_from_instances,
                                    class_sampling_mass, hardest_objects,
-                                   index_in_image, match_dataset_images,
-                                   repeat_factor_probs)
+                                   index_in_image, repeat_factor_probs)
 from mmdiff.datasets.synthetic_lvis import make_synthetic_lvis
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -45,7 +45,8 @@ def _write_dumps(data_root: str,
 
     Dataset index i is the i-th image with annotations in JSON order (as
     mmdet's LVISV1Dataset with filter_empty_gt); D is random but
-    deterministic and drifts with the epoch.
+    deterministic and drifts with the epoch. ``drop_last_image`` writes
+    epoch dumps with one image fewer than the index (another run's).
     """
     with open(osp.join(data_root, 'annotations', 'lvis_v1_train.json')) as f:
         ann = json.load(f)
@@ -55,24 +56,37 @@ def _write_dumps(data_root: str,
                            dtype=np.int64)
     per_image: Dict[int, list] = {}
     for a in ann['annotations']:
-        per_image.setdefault(a['image_id'],
-                             []).append(cat2label[a['category_id']])
+        per_image.setdefault(a['image_id'], []).append(a)
     records = [r for r in ann['images'] if r['id'] in per_image]
-    if drop_last_image:
-        records = records[:-1]
-    labels = [per_image[r['id']] for r in records]
+    objects = [per_image[r['id']] for r in records]
     num_images = len(records)
     num_classes = len(cat2label)
     inst_image = np.repeat(np.arange(num_images),
-                           [len(v) for v in labels]).astype(np.int64)
-    inst_label = np.array(sum(labels, []), dtype=np.int64)
+                           [len(v) for v in objects]).astype(np.int64)
+    inst_label = np.array(
+        [cat2label[a['category_id']] for v in objects for a in v],
+        dtype=np.int64)
+    boxes = np.array([[x, y, x + w, y + h] for v in objects
+                      for x, y, w, h in (a['bbox'] for a in v)])
     pairs = np.unique(inst_image * num_classes + inst_label)
     images_per_class = np.bincount(
         pairs % num_classes, minlength=num_classes).astype(np.int64)
+    out_dir = osp.join(work_dir, 'difficulty')
+    write_index(
+        out_dir,
+        instance_image=inst_image,
+        instance_label=inst_label,
+        instance_box=boxes,
+        img_id=[r['id'] for r in records],
+        img_path=[
+            osp.join(data_root, 'train2017', r['file_name']) for r in records
+        ],
+        class_name=[c['name'] for c in ann['categories']],
+        class_group=class_group,
+        group_names=['r', 'c', 'f'],
+        images_per_class=images_per_class)
     rng = np.random.default_rng(0)
     base = rng.lognormal(0.0, 0.5, size=inst_image.size)
-    out_dir = osp.join(work_dir, 'difficulty')
-    os.makedirs(out_dir, exist_ok=True)
     last = {}
     for epoch in range(1, NUM_EPOCHS + 1):
         inst_d = base**(epoch / NUM_EPOCHS) * rng.uniform(
@@ -80,17 +94,20 @@ def _write_dumps(data_root: str,
         img_d = (
             np.bincount(inst_image, weights=inst_d, minlength=num_images) /
             np.bincount(inst_image, minlength=num_images))
+        if drop_last_image:
+            img_d = img_d[:-1]
         last = dict(
-            epoch=epoch,
             instance_difficulty=inst_d,
-            instance_image=inst_image,
-            instance_label=inst_label,
+            instance_observed=np.ones(inst_d.size, dtype=bool),
             image_difficulty=img_d,
-            sampling_probs=img_d / img_d.sum(),
-            class_group=class_group,
-            images_per_class=images_per_class,
-            group_names=np.array(['r', 'c', 'f']))
-        np.savez_compressed(osp.join(out_dir, f'epoch_{epoch}.npz'), **last)
+            sampling_probs=img_d / img_d.sum())
+        write_epoch(out_dir, epoch, **last)
+    last.update(
+        epoch=NUM_EPOCHS,
+        instance_image=inst_image,
+        instance_label=inst_label,
+        class_group=class_group,
+        images_per_class=images_per_class)
     return last
 
 
@@ -113,11 +130,7 @@ def _check_png(path: str) -> None:
 def test_all_plots_and_summary(data_root: str, tmp_path: Any) -> None:
     work_dir = str(tmp_path / 'work')
     last = _write_dumps(data_root, work_dir)
-    summary = _load_tool().main([
-        work_dir, '--ann-file',
-        osp.join(data_root, 'annotations', 'lvis_v1_train.json'), '--img-root',
-        data_root, '--rfs-thr', '0.1', '--dpi', '60'
-    ])
+    summary = _load_tool().main([work_dir, '--rfs-thr', '0.1', '--dpi', '60'])
     out_dir = osp.join(work_dir, 'difficulty', 'plots')
     assert set(summary['plots']) == set(PLOT_FILES)
     for name in PLOT_FILES.values():
@@ -152,29 +165,45 @@ def test_all_plots_and_summary(data_root: str, tmp_path: Any) -> None:
     expected = np.argsort(-last['image_difficulty'], kind='stable')[:12]
     assert [img['index'] for img in gallery['images']] == expected.tolist()
     assert all(img['found'] for img in gallery['images'])
+    # Every box is labelled with its class name and D.
+    with open(osp.join(data_root, 'annotations', 'lvis_v1_train.json')) as f:
+        names = [c['name'] for c in json.load(f)['categories']]
+    first = gallery['images'][0]
+    assert first['class_names'] and set(first['class_names']) <= set(names)
+    assert len(first['object_difficulty']) == len(first['class_names'])
 
 
-def test_gallery_skipped_when_image_count_differs(
-        data_root: str, tmp_path: Any, capsys: pytest.CaptureFixture) -> None:
+def test_dumps_of_two_runs_are_refused(data_root: str, tmp_path: Any) -> None:
     work_dir = str(tmp_path / 'work')
     _write_dumps(data_root, work_dir, drop_last_image=True)
+    path = osp.join(work_dir, 'difficulty', 'epoch_1.npz')
+    with pytest.raises(ValueError, match='different runs'):
+        load_dump(path)
+    with pytest.raises(ValueError, match='different runs'):
+        _load_tool().main([work_dir])
+
+
+def test_gallery_draws_missing_images_as_grey_panels(
+        data_root: str, tmp_path: Any, capsys: pytest.CaptureFixture) -> None:
+    root = str(tmp_path / 'copy')
+    make_synthetic_lvis(root, **TINY)
+    work_dir = str(tmp_path / 'work')
+    _write_dumps(root, work_dir)
+    for name in os.listdir(osp.join(root, 'train2017'))[:5]:
+        os.remove(osp.join(root, 'train2017', name))
     out_dir = str(tmp_path / 'plots')
     summary = _load_tool().main([
-        work_dir, '--out-dir', out_dir, '--ann-file',
-        osp.join(data_root, 'annotations', 'lvis_v1_train.json'), '--dpi',
-        '50', '--num-trajectories', '2'
+        work_dir, '--out-dir', out_dir, '--dpi', '50', '--num-trajectories',
+        '2', '--topk-images', '40'
     ])
-    out = capsys.readouterr().out
-    assert 'gallery skipped' in out
-    assert '39 dataset indices' in out and '40 images' in out
-    assert summary['gallery']['status'] == 'skipped'
-    assert 'gallery' not in summary['plots']
-    assert not osp.exists(osp.join(out_dir, PLOT_FILES['gallery']))
-    for key in ('histograms', 'sampling_mass', 'over_epochs'):
+    assert 'image files not found' in capsys.readouterr().out
+    assert summary['gallery']['status'] == 'written'
+    found = [img['found'] for img in summary['gallery']['images']]
+    assert found.count(False) == 5
+    for key in PLOT_FILES:
         _check_png(osp.join(out_dir, PLOT_FILES[key]))
     with open(osp.join(out_dir, 'summary.json')) as f:
         saved = json.load(f)
-    assert saved['gallery']['status'] == 'skipped'
     assert len(saved['over_epochs']['trajectories']) == 2
 
 
@@ -203,57 +232,3 @@ def test_object_order_helpers() -> None:
         index_in_image(np.array([0, 0, 2, 1, 2, 2])), [0, 1, 0, 0, 1, 2])
     np.testing.assert_array_equal(
         hardest_objects(np.array([1.0, 3.0, 2.0, 3.0]), 3), [1, 3, 2])
-
-
-def _image(img_id: int, width: int = 64, height: int = 48) -> dict:
-    return dict(
-        id=img_id,
-        width=width,
-        height=height,
-        file_name=f'{img_id}.jpg',
-        coco_url=f'http://images.cocodataset.org/train2017/{img_id}.jpg')
-
-
-def _ann(ann_id: int, img_id: int, cat: int, **kw: Any) -> dict:
-    ann = dict(
-        id=ann_id,
-        image_id=img_id,
-        category_id=cat,
-        bbox=[2, 3, 10, 8],
-        area=80.0)
-    ann.update(kw)
-    return ann
-
-
-def test_match_dataset_images_follows_mmdet_filters() -> None:
-    ann = dict(
-        categories=[dict(id=7), dict(id=3)],
-        images=[_image(1),
-                _image(2),
-                _image(3, width=20),
-                _image(4)],
-        annotations=[
-            _ann(1, 4, 3),
-            _ann(2, 1, 7),
-            _ann(3, 1, 3, iscrowd=1),  # ignored: not in the dumps
-            _ann(4, 3, 7),  # image 3 is below min_size 32
-            _ann(5, 4, 7, bbox=[1, 1, 0.5, 4]),  # under 1 pixel wide
-            _ann(6, 4, 7, bbox=[5, 5, 4, 4]),
-        ])
-    # Dataset: image 1 (label 0), image 4 (labels 1, 0); image 2 has no
-    # annotation.
-    inst_image = np.array([0, 1, 1])
-    inst_label = np.array([0, 1, 0])
-    records, boxes = match_dataset_images(ann, inst_image, inst_label, 2)
-    assert [r['id'] for r in records] == [1, 4]
-    np.testing.assert_allclose(boxes[0], [[2, 3, 12, 11]])
-    np.testing.assert_allclose(boxes[1], [[2, 3, 12, 11], [5, 5, 9, 9]])
-    # Without the min_size filter image 3 is a dataset image too.
-    records, _ = match_dataset_images(
-        ann, np.array([0, 1, 2, 2]), np.array([0, 0, 1, 0]), 3, min_size=0)
-    assert [r['id'] for r in records] == [1, 3, 4]
-    # Counts that fit no candidate, and labels that disagree.
-    with pytest.raises(GalleryError, match='4 dataset indices'):
-        match_dataset_images(ann, inst_image, inst_label, 4)
-    with pytest.raises(GalleryError, match='labels'):
-        match_dataset_images(ann, inst_image, np.array([1, 1, 0]), 2)

@@ -1,4 +1,4 @@
-"""mmdiff.core must stay framework-free (DESIGN.md, "Layers")."""
+"""mmdiff.core must stay framework-free (docs/design.md, "Layers")."""
 import ast
 import sys
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Tests of the PSI split (Yu et al., CVPR 2022, Sec. 3; PAPER.md)."""
+"""Tests of the PSI split (Yu et al., CVPR 2022, Sec. 3; docs/method.md)."""
 import math
 
 import numpy as np

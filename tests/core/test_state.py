@@ -1,4 +1,4 @@
-"""Tests of DifficultyState (Yu et al., CVPR 2022; DESIGN decisions 3, 4)."""
+"""Tests of DifficultyState (Yu et al., CVPR 2022; docs/design.md, 4, 5)."""
 import io
 
 import numpy as np
@@ -559,3 +559,18 @@ def test_cuda_matches_cpu(storage: str, topk: int) -> None:
     restored = DifficultyState(64, 50, storage=storage, topk=topk)
     restored.load_state_dict(gpu.state_dict())
     np.testing.assert_array_equal(restored.difficulty(), gpu.difficulty())
+
+
+def test_first_term_skip_is_kept_in_snapshots() -> None:
+    state = DifficultyState(3, 4, first_term='skip')
+    state.observe([0, 1], [[.7, .1, .1, .1], [.25] * 4], [0, 0])
+    assert state.end_epoch() == 2
+    # Seen once: stored, no term; D = 1 like an instance never seen.
+    np.testing.assert_array_equal(state.difficulty(), [1, 1, 1])
+    assert state.observed.tolist() == [True, True, False]
+    other = DifficultyState(3, 4)
+    with pytest.warns(UserWarning, match="first_term='skip'"):
+        other.load_state_dict(state.state_dict())
+    assert other.first_term == 'skip'
+    with pytest.raises(ValueError, match='first_term'):
+        DifficultyState(3, 4, first_term='none')

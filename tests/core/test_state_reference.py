@@ -74,10 +74,15 @@ def reference_codec(probs: List[float], label: int, k: int) -> List[float]:
 class ReferenceState:
     """DifficultyState in loops: dict-of-lists, one instance at a time."""
 
-    def __init__(self, num_instances: int, num_classes: int, c: float,
-                 topk: Optional[int]) -> None:
+    def __init__(self,
+                 num_instances: int,
+                 num_classes: int,
+                 c: float,
+                 topk: Optional[int],
+                 first_term: str = 'prior') -> None:
         self.n, self.k_classes, self.c, self.topk = (num_instances,
                                                      num_classes, c, topk)
+        self.first_term = first_term
         self.prev: Dict[int, List[float]] = {}
         self.buffer: Dict[int, Row] = {}
         self.sum_dl = [0.0] * num_instances
@@ -98,9 +103,12 @@ class ReferenceState:
                 cur = row
             else:
                 cur = reference_codec(row, label, self.topk)
-            # The first term is always taken from the exact prediction.
+            # The first term is always taken from the exact prediction;
+            # first_term='skip' adds none (the prediction is only stored).
             dl, du = reference_split(prev, row if i not in self.prev else cur,
                                      label)
+            if i not in self.prev and self.first_term == 'skip':
+                dl = du = 0.0
             self.sum_dl[i] += dl
             self.sum_du[i] += du
             self.prev[i] = cur
@@ -181,25 +189,34 @@ def run_program(rng: np.random.Generator, steps: List[tuple],
             assert state.num_pending == len(ref.buffer)
         np.testing.assert_allclose(
             state.difficulty(), ref.difficulty(), rtol=2e-3, atol=1e-6)
+        assert state.observed.tolist() == [i in ref.prev for i in range(ref.n)]
 
 
-CASES = [('dense', 3, False), ('topk', 3, False), ('topk', 0, False),
-         ('topk', 3, True), ('dense', 3, True)]
+CASES = [('dense', 3, False, 'prior'), ('topk', 3, False, 'prior'),
+         ('topk', 0, False, 'prior'), ('topk', 3, True, 'prior'),
+         ('dense', 3, True, 'prior'), ('dense', 3, False, 'skip'),
+         ('topk', 3, True, 'skip')]
 
 
-@pytest.mark.parametrize('storage,topk,compressed', CASES)
+@pytest.mark.parametrize('storage,topk,compressed,first_term', CASES)
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_matches_brute_force_reference(storage: str, topk: int,
-                                       compressed: bool, seed: int) -> None:
+                                       compressed: bool, first_term: str,
+                                       seed: int) -> None:
     rng = np.random.default_rng(seed)
     num_instances = int(rng.integers(1, 9))
     num_classes = int(rng.integers(topk + 2, 9))
     c = float(rng.choice([0.5, 1.0, 3.0]))
     state = DifficultyState(
-        num_instances, num_classes, c=c, storage=storage, topk=topk)
+        num_instances,
+        num_classes,
+        c=c,
+        storage=storage,
+        topk=topk,
+        first_term=first_term)
     ref = ReferenceState(num_instances, num_classes, c,
-                         None if storage == 'dense' else topk)
+                         None if storage == 'dense' else topk, first_term)
     steps = make_program(rng, num_instances, num_classes,
                          int(rng.integers(1, 6)))
     run_program(rng, steps, state, ref, compressed)
@@ -215,3 +232,43 @@ def test_unique_unsorted_ids_land_on_their_instance(storage: str) -> None:
     state.end_epoch()
     d = state.difficulty()
     assert d[2] < 1 and d[0] == 1 and d[1] == 1
+
+
+def reference_fill_unseen(d: List[float], observed: List[bool],
+                          labels: List[int], policy: str) -> List[float]:
+    """fill_unseen in loops."""
+    seen = [x for x, o in zip(d, observed) if o]
+    out = []
+    for x, o, label in zip(d, observed, labels):
+        if o or policy == 'one' or not seen:
+            out.append(x)
+            continue
+        same = [y for y, p, m in zip(d, observed, labels) if p and m == label]
+        pool = same if policy == 'class_mean' and same else seen
+        out.append(sum(pool) / len(pool))
+    return out
+
+
+@pytest.mark.parametrize('policy', ['one', 'mean', 'class_mean'])
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_fill_unseen_matches_loops(policy: str, seed: int) -> None:
+    from mmdiff.core import fill_unseen
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 12))
+    d = rng.lognormal(0, 0.5, n)
+    observed = rng.random(n) < rng.random()
+    labels = rng.integers(0, 4, n)
+    got = fill_unseen(d, observed, labels, policy)
+    want = reference_fill_unseen(d.tolist(), observed.tolist(),
+                                 labels.tolist(), policy)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_array_equal(got[observed], d[observed])
+
+
+def test_fill_unseen_bad_input() -> None:
+    from mmdiff.core import fill_unseen
+    with pytest.raises(ValueError, match='policy'):
+        fill_unseen([1.0], [True], [0], 'median')
+    with pytest.raises(ValueError, match='one entry per instance'):
+        fill_unseen([1.0, 2.0], [True], [0, 0])

@@ -1,4 +1,4 @@
-"""DifficultyHook under two-process gloo DDP on the CPU (DESIGN decision 7).
+"""DifficultyHook under two-process gloo DDP on the CPU (docs/design.md, 8).
 
 Two forked processes train the tiny demo Mask R-CNN with mmengine's
 ``launcher='pytorch'`` and ``MMDistributedDataParallel``. Each rank writes

@@ -30,6 +30,13 @@ def test_eval_pass_pipeline_loads_annotations_before_resize() -> None:
                                ]) == [dict(type='PackClsInputs')]
 
 
+def test_bad_unseen_and_first_term_are_refused() -> None:
+    with pytest.raises(ValueError, match='unseen must be one of'):
+        DifficultyHook(unseen='median')
+    with pytest.raises(ValueError, match="first_term must be 'prior'"):
+        DifficultyHook(first_term='none')
+
+
 def test_bad_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="'online' or 'eval_pass'"):
         DifficultyHook(mode='offline')

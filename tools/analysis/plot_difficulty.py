@@ -1,17 +1,17 @@
-"""Plot the per-epoch difficulty dumps of ``DifficultyHook``.
+"""Plot the difficulty dumps of ``DifficultyHook``.
 
-Train with ``DifficultyHook(dump=True)`` so that every epoch writes
-``<work_dir>/difficulty/epoch_<e>.npz``, then::
+Train with ``DifficultyHook(dump=True)``: the hook writes
+``<work_dir>/difficulty/index.npz`` (objects, their boxes, image files,
+classes) and ``epoch_<e>.npz`` after every epoch. Then::
 
-    python tools/analysis/plot_difficulty.py WORK_DIR \\
-        [--ann-file data/lvis_v1/annotations/lvis_v1_train.json] \\
-        [--img-root data/lvis_v1] [--rfs-thr 0.001] [--out-dir DIR]
+    python tools/analysis/plot_difficulty.py WORK_DIR [--rfs-thr 0.001]
 
 writes to ``WORK_DIR/difficulty/plots`` (or ``--out-dir``):
 ``difficulty_histograms.png`` (D per LVIS frequency group),
 ``sampling_mass.png`` (mass per class vs class frequency and vs repeat-
 factor sampling), ``difficulty_over_epochs.png`` (quantile bands and the
-hardest objects), ``hardest_images.png`` (only with ``--ann-file``) and
+hardest objects), ``hardest_images.png`` (the hardest images, boxes
+labelled with class and D; images read from the paths in the dump) and
 ``summary.json``.
 """
 import argparse
@@ -19,7 +19,7 @@ import json
 import os.path as osp
 from typing import Any, Dict, Optional, Sequence
 
-from mmdiff.analysis import plot_difficulty_dumps
+from mmdiff.analysis.report import plot_difficulty_dumps
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -29,8 +29,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         'work_dir', help='work dir of the run (dumps in WORK_DIR/difficulty)')
     parser.add_argument(
         '--dump-dir',
-        help='directory of the epoch_<e>.npz dumps '
-        '(default: WORK_DIR/difficulty)')
+        help='directory of the dumps (default: WORK_DIR/difficulty)')
     parser.add_argument(
         '--out-dir',
         help='output directory (default: WORK_DIR/difficulty/plots)')
@@ -50,25 +49,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=5,
         help='hardest objects whose D is drawn over epochs')
     parser.add_argument(
-        '--ann-file',
-        help='training annotation file (LVIS v1 / COCO JSON) for the '
-        'gallery of the hardest images; no gallery without it')
-    parser.add_argument(
-        '--img-root',
-        help='directory image paths are relative to: coco_url without '
-        'http://images.cocodataset.org/ for LVIS v1, else file_name '
-        '(default: the parent of the annotation file\'s directory)')
-    parser.add_argument(
         '--topk-images',
         type=int,
         default=12,
         help='number of images in the gallery')
-    parser.add_argument(
-        '--min-size',
-        type=int,
-        default=32,
-        help='filter_cfg.min_size of the training set, used to map '
-        'dataset indices to images')
     parser.add_argument('--dpi', type=int, default=100, help='PNG dpi')
     return parser.parse_args(argv)
 
@@ -83,10 +67,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         epoch=args.epoch,
         rfs_thr=args.rfs_thr,
         num_trajectories=args.num_trajectories,
-        ann_file=args.ann_file,
-        img_root=args.img_root,
         topk_images=args.topk_images,
-        min_size=args.min_size,
         dpi=args.dpi)
     for name, path in summary['plots'].items():
         print(f'{name}: {path}')
