@@ -6,6 +6,7 @@ Usage::
     python tools/reproduce_evidence.py --quick     # a few minutes, 2 cores
     python tools/reproduce_evidence.py --sections digits,tabular
     python tools/reproduce_evidence.py --sections detection
+    python tools/reproduce_evidence.py --sections demo   # README's figure
 
 Every section renders one block of ``docs/results.md`` between
 ``<!-- section: NAME begin -->`` and ``<!-- section: NAME end -->``
@@ -17,8 +18,10 @@ header.
 Adding a section (e.g. detection): write ``run(ctx: SectionContext) ->
 str`` returning the markdown body (figures go to ``ctx.fig_dir`` and are
 linked through ``ctx.fig_rel``) and append ``Section(name, title, run)`` to
-:data:`SECTIONS`. The experiment code itself belongs in the package
-(``mmdiff/evidence``), not here.
+:data:`SECTIONS`. The experiment code itself lives in ``projects/evidence``
+(beside the package: users do not import it); the blocks hold tables and
+figures only, and the conclusions in docs/results.md are written by people
+outside the blocks.
 """
 import argparse
 import os
@@ -27,19 +30,17 @@ import platform
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
 
-from mmdiff.evidence.digits import (digits_presets, plot_digits, render_digits,
-                                    run_digits, run_digits_sensitivity)
-from mmdiff.evidence.tabular import (plot_tabular, render_tabular, run_tabular,
-                                     tabular_presets)
-
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# The harness lives beside the package, in projects/evidence.
+sys.path.insert(0, REPO_ROOT)
+
 BEGIN = '<!-- section: {} begin -->'
 END = '<!-- section: {} end -->'
 BLOCK_RE = re.compile(
@@ -59,12 +60,16 @@ class SectionContext:
         fig_rel (str): The same folder relative to the markdown file.
         jobs (int): ``--jobs``: runs a section may train at once, each
             in its own process. Defaults to 1.
+        readme (dict[str, str]): A section may put a short text under its
+            name here; it replaces the README's
+            ``<!-- results: NAME begin/end -->`` block.
     """
     quick: bool
     num_seeds: Optional[int]
     fig_dir: str
     fig_rel: str
     jobs: int = 1
+    readme: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,6 +88,9 @@ class Section:
 
 
 def run_digits_section(ctx: SectionContext) -> str:
+    from projects.evidence.digits import (digits_presets, plot_digits,
+                                          render_digits, run_digits,
+                                          run_digits_sensitivity)
     preset = digits_presets(ctx.quick, ctx.num_seeds)
     result = run_digits(
         preset.data_cfg, preset.train_cfg, preset.seeds, hidden=preset.hidden)
@@ -92,6 +100,8 @@ def run_digits_section(ctx: SectionContext) -> str:
 
 
 def run_tabular_section(ctx: SectionContext) -> str:
+    from projects.evidence.tabular import (plot_tabular, render_tabular,
+                                           run_tabular, tabular_presets)
     preset = tabular_presets(ctx.quick, ctx.num_seeds)
     result = run_tabular(
         preset.datasets,
@@ -104,8 +114,9 @@ def run_tabular_section(ctx: SectionContext) -> str:
 
 def run_detection_section(ctx: SectionContext) -> str:
     # Imported here: mmdet is needed by this section only.
-    from mmdiff.evidence.detection import (detection_presets, plot_detection,
-                                           render_detection, run_detection)
+    from projects.evidence.detection import detection_presets, run_detection
+    from projects.evidence.detection_report import (plot_detection,
+                                                    render_detection)
     preset = detection_presets(
         ctx.quick,
         ctx.num_seeds,
@@ -116,6 +127,17 @@ def run_detection_section(ctx: SectionContext) -> str:
                             ctx.fig_rel)
 
 
+def run_demo_section(ctx: SectionContext) -> str:
+    from projects.evidence.demo import (render_demo, render_demo_readme,
+                                        run_demo)
+    seeds = list(range(ctx.num_seeds or (1 if ctx.quick else 3)))
+    result = run_demo(seeds,
+                      osp.join(REPO_ROOT, 'work_dirs', 'evidence', 'demo'))
+    if not ctx.quick:  # the README quotes the full run only
+        ctx.readme['demo'] = render_demo_readme(result)
+    return render_demo(result)
+
+
 #: The sections, in document order. Extension point: append here.
 SECTIONS: List[Section] = [
     Section('digits', 'Long-tailed digits (the paper\'s long-tailed MNIST)',
@@ -124,6 +146,7 @@ SECTIONS: List[Section] = [
             'UCI table)', run_tabular_section),
     Section('detection', 'Detection re-samplers on synthetic long-tailed '
             'LVIS', run_detection_section),
+    Section('demo', 'The README demo over seeds', run_demo_section),
 ]
 
 
@@ -226,8 +249,21 @@ def run_header(command: str, seconds: float, started: datetime) -> str:
     ])
 
 
+INTRO = (
+    'The blocks between `<!-- section: NAME begin/end -->` markers are '
+    'written by `tools/reproduce_evidence.py`: each says the command, '
+    'machine, date, versions and wall time of the run that produced it, '
+    'and every number in it comes from that run. Re-running a section '
+    'replaces its block only. The text outside the blocks (the '
+    'conclusions) is written by people from the tables. Accuracies are in '
+    '%; "mean ± std" is over seeds (sample std).')
+
+
 def merge(existing: str, blocks: Dict[str, str]) -> str:
-    """Replace / add section blocks, keep the others, in SECTIONS order.
+    """Replace section blocks in place; keep all text outside them.
+
+    Blocks the file does not have yet are appended in :data:`SECTIONS`
+    order; a new file starts with the title and :data:`INTRO`.
 
     Args:
         existing (str): The current markdown ('' if none).
@@ -236,24 +272,49 @@ def merge(existing: str, blocks: Dict[str, str]) -> str:
     Returns:
         str: The new markdown.
     """
-    old = {m.group(1): m.group(2) for m in BLOCK_RE.finditer(existing)}
-    old.update(blocks)
-    order = [s.name for s in SECTIONS]
-    names = [n for n in order if n in old]
-    names += sorted(n for n in old if n not in order)
-    parts = [
-        TITLE, '', 'Generated by `tools/reproduce_evidence.py`; do not edit '
-        'by hand. Each section says the command, machine, date, versions '
-        'and wall time of the run that produced it; every number comes '
-        'from that run and is reproducible from the seeds it lists. '
-        'Accuracies are in %; "mean ± std" is over seeds (sample std).', ''
-    ]
-    for name in names:
-        parts += [
-            BEGIN.format(name), old[name].rstrip('\n'),
+
+    def block(name: str) -> str:
+        return '\n'.join([
+            BEGIN.format(name), blocks[name].rstrip('\n'),
             END.format(name), ''
-        ]
-    return '\n'.join(parts)
+        ])
+
+    present = {m.group(1) for m in BLOCK_RE.finditer(existing)}
+    out = BLOCK_RE.sub(
+        lambda m: block(m.group(1))
+        if m.group(1) in blocks else m.group(0), existing)
+    if not out.strip():
+        out = '\n'.join([TITLE, '', INTRO, ''])
+    order = [s.name for s in SECTIONS]
+    new = [n for n in order if n in blocks and n not in present]
+    new += sorted(n for n in blocks if n not in present and n not in order)
+    for name in new:
+        out = out.rstrip('\n') + '\n\n' + block(name)
+    return out
+
+
+def update_readme(path: str, blocks: Dict[str, str]) -> List[str]:
+    """Replace ``<!-- results: NAME begin/end -->`` blocks of the README.
+
+    Returns:
+        list[str]: Names whose markers the README lacks (nothing written
+        for them).
+    """
+    with open(path) as f:
+        text = f.read()
+    missing = []
+    for name, body in blocks.items():
+        pattern = re.compile(
+            f'(<!-- results: {re.escape(name)} begin -->\n).*?'
+            f'(<!-- results: {re.escape(name)} end -->)', re.S)
+        if not pattern.search(text):
+            missing.append(name)
+            continue
+        text = pattern.sub(
+            lambda m: m.group(1) + body.rstrip('\n') + '\n' + m.group(2), text)
+    with open(path, 'w') as f:
+        f.write(text)
+    return missing
 
 
 def main() -> None:
@@ -267,6 +328,7 @@ def main() -> None:
     command = 'python ' + ' '.join(
         [osp.relpath(osp.abspath(sys.argv[0]), REPO_ROOT), *sys.argv[1:]])
     blocks = {}
+    readme: Dict[str, str] = {}
     total = time.perf_counter()
     for section in SECTIONS:
         if section.name not in args.sections:
@@ -274,9 +336,10 @@ def main() -> None:
         started = datetime.now(timezone.utc)
         tic = time.perf_counter()
         print(f'[{section.name}] running ...', flush=True)
-        body = section.run(
-            SectionContext(args.quick, args.seeds, fig_dir, fig_rel,
-                           args.jobs))
+        ctx = SectionContext(args.quick, args.seeds, fig_dir, fig_rel,
+                             args.jobs)
+        body = section.run(ctx)
+        readme.update(ctx.readme)
         seconds = time.perf_counter() - tic
         print(f'[{section.name}] done in {seconds:.0f} s', flush=True)
         mode = 'quick' if args.quick else 'full'
@@ -291,6 +354,11 @@ def main() -> None:
     with open(out, 'w') as f:
         f.write(merge(existing, blocks))
     print(f'wrote {out} in {time.perf_counter() - total:.0f} s')
+    if readme:
+        missing = update_readme(osp.join(REPO_ROOT, 'README.md'), readme)
+        for name in missing:
+            print(f'README.md has no <!-- results: {name} begin/end --> '
+                  'markers; its figure was not written there')
 
 
 if __name__ == '__main__':

@@ -1,144 +1,27 @@
-"""Tests of mmdiff.evidence.detection (the detection evidence section).
+"""Tests of projects/evidence/detection (the detection evidence section).
 
-Hand-computed recalls of :class:`HardVariantRecall` on a tiny annotation
-file, the fixed-length class-aware sampler, the per-method configs, the
-report on a made-up result, and one micro end-to-end run of the section
-through ``tools/reproduce_evidence.py`` (slow).
+The fixed-length class-aware sampler, the per-arm configs, the report on a
+made-up result, and micro end-to-end runs of the section through
+``tools/reproduce_evidence.py`` (slow). The hard-variant recall is tested
+in tests/evaluation.
 """
 import importlib.util
 import json
-import math
 import os.path as osp
 from collections import Counter
 
 import numpy as np
 import pytest
-import torch
 
-from mmdiff.evidence.detection import (METHOD_LABELS, METHODS, DetectionPreset,
-                                       FixedLengthClassAwareSampler,
-                                       HardVariantRecall, build_detection_cfg,
-                                       detection_presets, objects_found,
-                                       plot_detection, render_detection,
-                                       run_detection)
+from projects.evidence.detection import (ARM_LABELS, ARMS, PRIORS,
+                                         DetectionPreset,
+                                         FixedLengthClassAwareSampler,
+                                         build_detection_cfg,
+                                         detection_presets, run_detection)
+from projects.evidence.detection_report import plot_detection, render_detection
 from tests.conftest import TINY_SYNTHETIC
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-# ----------------------------------------------------------------------
-# hard-variant recall on hand-made predictions
-
-
-def _ann(ann_id: int, img: int, cat: int, box: list, hard: bool) -> dict:
-    return dict(
-        id=ann_id,
-        image_id=img,
-        category_id=cat,
-        bbox=box,
-        area=box[2] * box[3],
-        mmdiff_hard_variant=hard)
-
-
-@pytest.fixture
-def tiny_ann_file(tmp_path) -> str:
-    # Category ids 5, 7, 9 are labels 0, 1, 2 (file order, as mmdet).
-    # Classes 5 and 7 have hard variants; class 9 has none, so its object
-    # is not counted. Image 3 is never evaluated.
-    anns = [
-        _ann(1, 1, 5, [0, 0, 10, 10], True),  # found
-        _ann(2, 1, 5, [20, 0, 10, 10], False),  # only a wrong-class det
-        _ann(3, 2, 5, [0, 0, 10, 10], False),  # only a det at score 0.04
-        _ann(4, 2, 7, [20, 20, 10, 10], True),  # IoU exactly 0.5: found
-        _ann(5, 2, 7, [40, 0, 10, 10], False),  # score exactly 0.05: found
-        _ann(6, 2, 9, [0, 30, 10, 10], False),  # class without hard ones
-        _ann(7, 3, 7, [0, 0, 10, 10], True),  # image not evaluated
-    ]
-    data = dict(
-        images=[dict(id=i, width=64, height=64) for i in (1, 2, 3)],
-        annotations=anns,
-        categories=[dict(id=c, name=f'c{c}') for c in (5, 7, 9)])
-    path = tmp_path / 'ann.json'
-    path.write_text(json.dumps(data))
-    return str(path)
-
-
-def _sample(img_id: int, dets: list) -> dict:
-    """A data sample with ``(box x1y1x2y2, label, score)`` detections."""
-    boxes = torch.tensor([d[0] for d in dets], dtype=torch.float32)
-    return dict(
-        img_id=img_id,
-        pred_instances=dict(
-            bboxes=boxes.reshape(-1, 4),
-            labels=torch.tensor([d[1] for d in dets], dtype=torch.long),
-            scores=torch.tensor([d[2] for d in dets])))
-
-
-PREDICTIONS = [
-    _sample(1, [([0, 0, 10, 10], 0, 0.9), ([20, 0, 30, 10], 1, 0.9)]),
-    _sample(
-        2,
-        [
-            ([0, 0, 10, 10], 0, 0.04),
-            ([20, 20, 30, 25], 1, 0.5),  # inter 50 / union 100 with ann 4
-            ([40, 0, 50, 4], 1, 0.9),  # IoU 0.4 with ann 5
-            ([40, 0, 50, 10], 1, 0.05),
-            ([0, 30, 10, 40], 2, 0.9),
-        ]),
-]
-
-
-def test_hard_variant_recall_hand_made(tiny_ann_file):
-    metric = HardVariantRecall(ann_file=tiny_ann_file)
-    metric.process({}, PREDICTIONS)
-    out = metric.evaluate(size=2)
-    # Hard: anns 1 and 4 found (2 / 2). Normal: ann 5 of 2, 3, 5 (1 / 3).
-    assert out == {
-        'hard_variant/recall_hard': 1.0,
-        'hard_variant/recall_normal': pytest.approx(1 / 3),
-        'hard_variant/num_hard': 2,
-        'hard_variant/num_normal': 3,
-    }
-
-
-@pytest.mark.parametrize(
-    'kwargs, hard, normal',
-    [
-        (dict(score_thr=0.01), 1.0, 2 / 3),
-        (dict(iou_thr=0.6), 0.5, 1 / 3),
-        # Ann 4's detection drops out; ann 5's IoU-0.4 detection counts.
-        (dict(iou_thr=0.4, score_thr=0.6), 0.5, 1 / 3),
-    ])
-def test_hard_variant_recall_thresholds(tiny_ann_file, kwargs, hard, normal):
-    metric = HardVariantRecall(ann_file=tiny_ann_file, **kwargs)
-    metric.process({}, PREDICTIONS)
-    out = metric.compute_metrics(metric.results)
-    assert out['recall_hard'] == pytest.approx(hard)
-    assert out['recall_normal'] == pytest.approx(normal)
-
-
-def test_hard_variant_recall_no_detections(tiny_ann_file):
-    metric = HardVariantRecall(ann_file=tiny_ann_file)
-    metric.process({}, [_sample(1, []), _sample(4, [])])
-    out = metric.compute_metrics(metric.results)
-    assert out == dict(
-        recall_hard=0.0, recall_normal=0.0, num_hard=1, num_normal=1)
-    metric.results = [metric.results[1]]  # image 4 has no objects
-    assert math.isnan(metric.compute_metrics(metric.results)['recall_hard'])
-    with pytest.raises(ValueError, match='iou_thr'):
-        HardVariantRecall(ann_file=tiny_ann_file, iou_thr=0)
-
-
-def test_objects_found_needs_class_and_overlap():
-    gt = np.array([[0, 0, 10, 10], [50, 50, 60, 60]], dtype=float)
-    found = objects_found(gt, np.array([1, 1]), np.array([[0, 0, 10, 10]]),
-                          np.array([0.9]), np.array([1]), 0.5, 0.05)
-    np.testing.assert_array_equal(found, [True, False])
-    found = objects_found(gt, np.array([0, 1]), np.array([[0, 0, 10, 10]]),
-                          np.array([0.9]), np.array([1]), 0.5, 0.05)
-    np.testing.assert_array_equal(found, [False, False])
-    assert objects_found(gt, np.array([1, 1]), np.zeros((0, 4)), np.zeros(0),
-                         np.zeros(0), 0.5, 0.05).tolist() == [False, False]
-
 
 # ----------------------------------------------------------------------
 # sampler and configs
@@ -171,45 +54,69 @@ def test_fixed_length_class_aware_sampler():
         FixedLengthClassAwareSampler(dataset, num_samples=0)
 
 
-def test_build_detection_cfg_per_method(tmp_path):
+def test_build_detection_cfg_per_arm(tmp_path):
     preset = DetectionPreset(
         seeds=[0], epochs=3, images_per_epoch=10, work_dir=str(tmp_path))
     assert preset.iterations == 3 * 3
     expected = {
-        'uniform': ('DifficultyClassAwareSampler', 'uniform', False),
-        'rfs': ('DifficultyClassAwareSampler', 'repeat_factor', False),
-        'class_aware': ('FixedLengthClassAwareSampler', None, False),
-        'difficulty': ('DifficultyClassAwareSampler', 'paper', True),
-        'difficulty_rfs':
-        ('DifficultyClassAwareSampler', 'repeat_factor', True),
+        'uniform': ('DifficultyClassAwareSampler', 'uniform', None),
+        'rfs': ('DifficultyClassAwareSampler', 'repeat_factor', None),
+        'class_aware': ('FixedLengthClassAwareSampler', None, None),
+        'difficulty': ('DifficultyClassAwareSampler', 'paper', {}),
+        'difficulty_rfs': ('DifficultyClassAwareSampler', 'repeat_factor', {}),
+        'difficulty_class_aware':
+        ('DifficultyClassAwareSampler', 'class_aware', {}),
+        'difficulty_rfs_class_mean':
+        ('DifficultyClassAwareSampler', 'repeat_factor',
+         dict(unseen='class_mean')),
+        'difficulty_rfs_skip_first':
+        ('DifficultyClassAwareSampler', 'repeat_factor',
+         dict(first_term='skip')),
+        'difficulty_rfs_eval_pass':
+        ('DifficultyClassAwareSampler', 'repeat_factor',
+         dict(mode='eval_pass', eval_pass=dict(interval=2, num_workers=0))),
+        'difficulty_rfs_c4': ('DifficultyClassAwareSampler', 'repeat_factor',
+                              dict(c=4.0)),
+        'difficulty_rfs_max_beta2': ('DifficultyClassAwareSampler',
+                                     'repeat_factor', dict(reduce='max')),
     }
-    assert set(expected) == set(METHODS) == set(METHOD_LABELS)
-    for method, (kind, scheme, hook) in expected.items():
-        cfg = build_detection_cfg(preset, method, 7, str(tmp_path / method))
+    assert set(expected) == set(ARMS) == set(ARM_LABELS)
+    # Every hook arm is compared with a hook-free arm of the same sampler.
+    for arm, prior in PRIORS.items():
+        assert ARMS[prior][1] is None and ARMS[arm][1] is not None
+    for arm, (kind, scheme, hook) in expected.items():
+        cfg = build_detection_cfg(preset, arm, 7, str(tmp_path / arm))
         sampler = cfg.train_dataloader.sampler
         assert sampler.type == kind and sampler.num_samples == 10
         assert sampler.get('scheme') == scheme
-        assert [h.type for h in cfg.custom_hooks
-                ] == (['DifficultyHook'] if hook else [])
+        assert sampler.get('beta',
+                           1.0) == (2.0 if arm.endswith('beta2') else 1.0)
+        hooks = cfg.custom_hooks
+        assert [h.type
+                for h in hooks] == ([] if hook is None else ['DifficultyHook'])
+        for key, value in (hook or {}).items():
+            assert hooks[0][key] == value
         assert cfg.train_cfg.max_epochs == 3
         assert cfg.train_cfg.val_begin > 3  # evaluated once, after training
-        assert cfg.param_scheduler[1].milestones == [int(0.75 * 9)]
+        assert cfg.param_scheduler[1].milestones == [1]  # the last 2 epochs
         assert cfg.randomness.seed == 7
         assert cfg.default_hooks.checkpoint is None
+        assert cfg.model.roi_head.mask_head is None  # boxes only
         assert [e.type for e in cfg.val_evaluator
                 ] == ['LVISMetric', 'HardVariantRecall']
-    with pytest.raises(ValueError, match='method'):
+    with pytest.raises(ValueError, match='arm'):
         build_detection_cfg(preset, 'focal', 0, str(tmp_path))
 
 
 def test_presets():
     quick, full = detection_presets(True), detection_presets(False)
-    assert len(quick.seeds) == 1 and len(full.seeds) == 3
-    assert quick.iterations < full.iterations
-    assert detection_presets(False, num_seeds=5).seeds == [0, 1, 2, 3, 4]
+    assert len(quick.seeds) == 1 and len(full.seeds) == 5
+    assert set(full.arms) == set(ARMS)
+    assert quick.iterations < full.iterations == 480
+    assert detection_presets(False, num_seeds=3).seeds == [0, 1, 2]
     assert quick.jobs == 1 and detection_presets(True, jobs=3).jobs == 3
-    with pytest.raises(ValueError, match='methods'):
-        DetectionPreset(seeds=[0], epochs=1, images_per_epoch=1, methods=())
+    with pytest.raises(ValueError, match='arms'):
+        DetectionPreset(seeds=[0], epochs=1, images_per_epoch=1, arms=())
     with pytest.raises(ValueError, match='jobs must be >= 1'):
         DetectionPreset(seeds=[0], epochs=1, images_per_epoch=1, jobs=0)
 
@@ -223,27 +130,29 @@ def fake_result() -> dict:
     records = []
     rng = np.random.default_rng(0)
     for seed in (0, 1):
-        for method in METHODS:
+        for arm in ARMS:
             rec = dict(
-                method=method,
+                method=arm,
                 seed=seed,
                 iterations=4,
-                epochs=2,
-                build_seconds=1.0,
                 train_seconds=8.0,
-                train_cpu_seconds=12.0,
                 eval_seconds=5.0,
-                eval_cpu_seconds=6.0,
                 num_hard=28,
                 num_normal=45,
-                share_hard_images=15.0)
+                collapsed=False)
             for key in ('AP', 'AP50', 'APr', 'APc', 'APf', 'recall_hard',
                         'recall_normal'):
                 rec[key] = float(rng.uniform(0, 10))
-            if method != 'class_aware':
-                rec['mass_hard_images'] = 20.0
-            if method.startswith('difficulty'):
-                rec.update(d_hard=1.2, d_normal=0.9, d_all=1.0)
+            if arm != 'class_aware':
+                rec.update(share_hard_images=15.0, mass_hard_images=20.0)
+            if ARMS[arm][1] is not None:
+                rec.update(
+                    d_hard=1.2,
+                    d_normal=0.9,
+                    observed=95.0,
+                    d_hard_by_epoch=[1.0, 1.2],
+                    d_normal_by_epoch=[0.8, 0.9],
+                    d_other_by_epoch=[0.5, 0.6])
             records.append(rec)
     from dataclasses import asdict
     return dict(
@@ -254,11 +163,7 @@ def fake_result() -> dict:
             num_images=dict(train=300, val=80),
             num_instances=dict(train=785, val=209),
             frequency=['f'] * 7 + ['c'] * 7 + ['r'] * 6,
-            image_count=[1] * 20,
-            hard_variant_classes=['x'] * 7,
-            num_hard_variants=dict(train=49, val=28)),
-        device='cpu',
-        threads=2,
+            hard_variant_classes=['x'] * 7),
         versions=dict(mmdet='3.3.0'),
         seconds=100.0)
 
@@ -266,21 +171,27 @@ def fake_result() -> dict:
 def test_render_and_plot(tmp_path):
     result = fake_result()
     figures = plot_detection(result, str(tmp_path))
-    assert len(figures) == 1
-    assert (tmp_path / figures[0][0]).stat().st_size > 0
+    assert len(figures) == 2
+    for name, _ in figures:
+        assert (tmp_path / name).stat().st_size > 10_000
     text = render_detection(result, figures, 'figures')
-    header = ('| method | AP | AP50 | APr | APc | APf | hard-variant recall '
-              '| normal recall (same classes) |')
+    header = ('| arm | AP | AP50 | APr | APc | APf | hard recall '
+              '| normal recall |')
     assert header in text
     for heading in ('### Setting', '### Paired difference to the prior',
-                    '### What the samplers do', '<details>', '### Reading'):
+                    '### What the difficulty signal did', '<details>'):
         assert heading in text
+    # Tables and figures only: the conclusions are written by people.
+    assert 'Reading' not in text
     assert f'![{figures[0][1]}](figures/{figures[0][0]})' in text
-    assert '**4 iterations per run for every method**' in text
-    # One row per method in the main table, two per method per seed below.
-    for method in METHODS:
-        assert text.count(f'| {METHOD_LABELS[method]} | ') == 1 + 2 + (
-            0 if method == 'class_aware' else 1)
+    assert '**4 iterations for every run**' in text
+    assert 'collapsed runs (AP < 1): 0 of' in text
+    # 95 % intervals of the paired differences (two seeds: finite).
+    assert text.count(' [') >= len(PRIORS)
+    # One row per arm in the main table, two per arm in the per-seed one.
+    for arm in ARMS:
+        hook = ARMS[arm][1] is not None
+        assert text.count(f'| {ARM_LABELS[arm]} | ') == 1 + 2 + hook
 
 
 # ----------------------------------------------------------------------
@@ -301,7 +212,8 @@ def micro_preset(data_root: str, work_dir: str, **kwargs) -> DetectionPreset:
         dict(seeds=[0], epochs=2, images_per_epoch=2, batch_size=2), **kwargs)
     return DetectionPreset(
         warmup_iters=1,
-        methods=('uniform', 'difficulty'),
+        decay_epochs=1,
+        arms=('uniform', 'difficulty'),
         synthetic=dict(TINY_SYNTHETIC),
         data_root=data_root,
         work_dir=work_dir,
@@ -310,7 +222,7 @@ def micro_preset(data_root: str, work_dir: str, **kwargs) -> DetectionPreset:
 
 @pytest.mark.slow
 def test_detection_section_micro(tmp_path, monkeypatch, synthetic_lvis_root):
-    import mmdiff.evidence.detection as detection
+    import projects.evidence.detection as detection
     tool = load_tool()
     section = {s.name: s for s in tool.SECTIONS}['detection']
     micro = micro_preset(synthetic_lvis_root, str(tmp_path / 'work'))
@@ -320,19 +232,19 @@ def test_detection_section_micro(tmp_path, monkeypatch, synthetic_lvis_root):
     text = section.run(
         tool.SectionContext(
             quick=True, num_seeds=1, fig_dir=str(fig_dir), fig_rel='figures'))
-    assert '| method | AP | AP50 | APr |' in text
+    assert '| arm | AP | AP50 | APr |' in text
     assert '| Uniform | ' in text and '| Difficulty, flat (w ∝ D) | ' in text
     assert (fig_dir / 'detection_ap.png').stat().st_size > 0
     result = json.loads((tmp_path / 'work' / 'results.json').read_text())
     assert [r['iterations'] for r in result['records']] == [2, 2]
     dif = result['records'][1]
     assert dif['method'] == 'difficulty' and dif['d_hard'] > 0
+    assert len(dif['d_hard_by_epoch']) == 2
     assert 0 <= dif['mass_hard_images'] <= 100
 
 
 #: What a record may differ in between two runs of the same (method, seed).
-TIMING_KEYS = ('build_seconds', 'train_seconds', 'train_cpu_seconds',
-               'eval_seconds', 'eval_cpu_seconds')
+TIMING_KEYS = ('train_seconds', 'eval_seconds')
 
 
 @pytest.mark.slow
@@ -366,3 +278,53 @@ def test_parallel_runs_match_in_process_runs(tmp_path, synthetic_lvis_root):
     assert strip(serial['records'][1]) != strip(serial['records'][3])
     saved = json.loads((tmp_path / 'jobs2' / 'results.json').read_text())
     assert [(r['method'], r['seed']) for r in saved['records']] == order
+
+
+# ----------------------------------------------------------------------
+# the README demo over seeds
+def test_demo_reads_the_runs_own_log(tmp_path):
+    from projects.evidence.demo import (demo_command, read_final_metrics,
+                                        render_demo, render_demo_readme)
+    cmd = demo_command(2, 'work_dirs/x')
+    assert cmd[1:4] == [
+        'tools/train.py',
+        'configs/demo/mask-rcnn_r18_synthetic-lvis_difficulty.py', '--work-dir'
+    ]
+    assert cmd[-2:] == ['--cfg-options', 'randomness.seed=2']
+    with pytest.raises(FileNotFoundError, match='did the run finish'):
+        read_final_metrics(str(tmp_path))
+    log = tmp_path / '20261202_000000' / 'vis_data'
+    log.mkdir(parents=True)
+    metrics = {
+        'lvis/bbox_AP': 0.5,
+        'lvis/bbox_APr': 0.25,
+        'lvis/bbox_APc': 0.4,
+        'lvis/bbox_APf': 0.6,
+        'lvis/segm_AP': 0.45
+    }
+    rows = [{
+        'loss': 1.0,
+        'step': 1
+    },
+            dict(metrics, step=12), {
+                'lvis/bbox_AP': 0.55,
+                **{
+                    k: v
+                    for k, v in metrics.items() if k != 'lvis/bbox_AP'
+                }
+            }]
+    (log / 'scalars.json').write_text('\n'.join(json.dumps(r) for r in rows))
+    got = read_final_metrics(str(tmp_path))
+    assert got['bbox AP'] == pytest.approx(55.0)  # the last one logged
+    assert got['bbox APr'] == pytest.approx(25.0)
+    result = dict(
+        records=[
+            dict(
+                seed=s, seconds=60.0 * (s + 5), **dict(got, **{'bbox AP': a}))
+            for s, a in zip([0, 1, 2], [40.0, 36.0, 44.0])
+        ],
+        commands=['python tools/train.py ...'] * 3)
+    text = render_demo(result)
+    assert '| median (range) | 40.0 (36.0-44.0) |' in text
+    line = render_demo_readme(result)
+    assert 'bbox AP 40.0 (36.0-44.0)' in line and '7.0 min' in line

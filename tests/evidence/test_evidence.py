@@ -1,4 +1,4 @@
-"""Tests of mmdiff.evidence and tools/reproduce_evidence.py (fast, CPU).
+"""Tests of projects/evidence and tools/reproduce_evidence.py (fast, CPU).
 
 Hand-computed cases for the class-balanced weights and the long-tailed
 digits counts, properties of the construction, and tiny end-to-end runs
@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from mmdiff.evidence.digits import (EVEN, GROUPS, ODD, LongTailedDigitsConfig,
-                                    build_long_tailed, plot_digits,
-                                    render_digits, run_digits, subclass_counts)
-from mmdiff.evidence.training import (METHODS, TrainConfig,
-                                      class_balanced_weights, mean_std,
-                                      train_classifier)
+from projects.evidence.digits import (EVEN, GROUPS, ODD,
+                                      LongTailedDigitsConfig,
+                                      build_long_tailed, plot_digits,
+                                      render_digits, run_digits,
+                                      subclass_counts)
+from projects.evidence.stats import mean_std
+from projects.evidence.training import (METHODS, TrainConfig,
+                                        class_balanced_weights,
+                                        train_classifier)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY = TrainConfig(epochs=2, batch_size=32, lr=1e-2)
@@ -219,16 +222,18 @@ def test_digits_end_to_end(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
     text = render_digits(result, figures, 'figures')
     for heading in ('### Test accuracy', '### Paired difference',
-                    '### Training composition', '### Reading'):
+                    '### Training composition'):
         assert heading in text
+    # Tables and figures only: the conclusions are written by people.
+    assert '### Reading' not in text
     assert text.count('| *paper (MNIST, MLP)') == len(METHODS)
     assert '| Difficulty re-sampling (ours) | ' in text
 
 
 def test_tabular_end_to_end(tmp_path):
     pytest.importorskip('sklearn')
-    from mmdiff.evidence.tabular import (plot_tabular, render_tabular,
-                                         run_tabular)
+    from projects.evidence.tabular import (plot_tabular, render_tabular,
+                                           run_tabular)
     result = run_tabular(['iris', 'breast_cancer'], TINY, seeds=[0, 1])
     assert len(result['records']) == 2 * 2 * len(METHODS)
     assert result['info']['iris']['class_counts'] == [50, 50, 50]
@@ -255,12 +260,36 @@ def load_tool():
     return module
 
 
-def test_tool_merge_keeps_other_sections():
+def test_tool_merge_keeps_other_sections_and_prose():
     tool = load_tool()
-    assert [s.name for s in tool.SECTIONS][:2] == ['digits', 'tabular']
+    assert [s.name for s in tool.SECTIONS
+            ] == ['digits', 'tabular', 'detection', 'demo']
     first = tool.merge('', {'tabular': 'T1\n', 'digits': 'D1\n'})
+    assert first.startswith(tool.TITLE)
     assert first.index('D1') < first.index('T1')
-    second = tool.merge(first, {'tabular': 'T2\n', 'detection': 'X\n'})
+    # People write conclusions between the blocks.
+    edited = first.replace(
+        tool.END.format('digits') + '\n',
+        tool.END.format('digits') + '\n\nOur reading of D1.\n')
+    second = tool.merge(edited, {'tabular': 'T2\n', 'detection': 'X\n'})
     assert 'D1' in second and 'T2' in second and 'T1' not in second
-    assert second.index('T2') < second.index('X')
+    assert 'Our reading of D1.' in second
+    assert second.index('D1') < second.index('Our reading') < second.index(
+        'T2') < second.index('X')
     assert second.count(tool.BEGIN.format('digits')) == 1
+    assert tool.merge(second, {}) == second
+
+
+def test_tool_update_readme(tmp_path):
+    tool = load_tool()
+    readme = tmp_path / 'README.md'
+    readme.write_text('intro\n<!-- results: demo begin -->\nold figure\n'
+                      '<!-- results: demo end -->\nrest\n')
+    assert tool.update_readme(
+        str(readme), {
+            'demo': 'new figure\n',
+            'other': 'x'
+        }) == ['other']
+    assert readme.read_text() == (
+        'intro\n<!-- results: demo begin -->\nnew figure\n'
+        '<!-- results: demo end -->\nrest\n')

@@ -1,0 +1,549 @@
+"""Detection evidence: re-samplers on the synthetic long-tailed LVIS set.
+
+The demo's recipe (``configs/demo/mask-rcnn_r18_synthetic-lvis_difficulty
+.py``) is trained in-process with mmengine's ``Runner`` on the synthetic
+LVIS-format data (:mod:`mmdiff.datasets.synthetic_lvis`), once per arm and
+seed, all at the same number of iterations, and evaluated on the
+validation split with mmdet's ``LVISMetric`` (bbox AP, APr, APc, APf) and
+:class:`mmdiff.evaluation.HardVariantRecall` (recall on the planted hard
+variants: look-alikes of another class inside the frequent classes, the
+rare sub-class instance difficulty is meant to find).
+
+Every arm draws ``images_per_epoch`` images per epoch (:data:`ARMS`). An
+arm with the difficulty hook and its prior (:data:`PRIORS`) share the
+seed, hence the initial weights and the first epoch's draws: they are
+paired comparisons. Besides the samplers' AP, every hook arm reports what
+its signal did: the mean final D of the hard variants against the normal
+objects of the same classes, and the sampler's mass on images holding a
+hard variant against their share of the images. The report
+(:mod:`.detection_report`) is tables and figures only; the conclusions in
+docs/results.md are written by people.
+"""
+import gc
+import json
+import math
+import multiprocessing
+import os
+import os.path as osp
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
+                    Tuple)
+
+import numpy as np
+import torch
+from mmdet.datasets.samplers import ClassAwareSampler
+from mmdet.registry import DATA_SAMPLERS
+from mmengine.fileio import load
+
+from mmdiff.analysis.dump import find_dumps, load_dump
+from mmdiff.datasets import ensure_synthetic_lvis
+from mmdiff.datasets.synthetic_write import HARD_KEY
+from mmdiff.hooks import DifficultyHook
+
+__all__ = [
+    'ARMS', 'PRIORS', 'ARM_LABELS', 'DEMO_CONFIG', 'DetectionPreset',
+    'FixedLengthClassAwareSampler', 'detection_presets', 'build_detection_cfg',
+    'run_detection'
+]
+
+#: Arm -> (sampler: a DifficultyClassAwareSampler scheme, or
+#: 'mmdet_class_aware'; DifficultyHook options, or None for no hook).
+ARMS: Dict[str, Tuple[str, Optional[dict]]] = {
+    'uniform': ('uniform', None),
+    'rfs': ('repeat_factor', None),
+    'class_aware': ('mmdet_class_aware', None),
+    'difficulty': ('paper', {}),
+    'difficulty_rfs': ('repeat_factor', {}),
+    'difficulty_class_aware': ('class_aware', {}),
+    # ablations of the difficulty x RFS arm: unseen objects, first term,
+    # the paper's eval pass
+    'difficulty_rfs_class_mean': ('repeat_factor', dict(unseen='class_mean')),
+    'difficulty_rfs_skip_first': ('repeat_factor', dict(first_term='skip')),
+    'difficulty_rfs_eval_pass':
+    ('repeat_factor', dict(mode='eval_pass', eval_pass=dict(interval=2))),
+    'difficulty_rfs_c4': ('repeat_factor', dict(c=4.0)),
+    # the sampler side: an image as hard as its hardest object, D squared
+    'difficulty_rfs_max_beta2': ('repeat_factor', dict(reduce='max')),
+}
+#: Sampler options of an arm beyond its scheme.
+SAMPLER_OPTIONS = {'difficulty_rfs_max_beta2': dict(beta=2.0)}
+#: The prior of every hook arm: the same sampler with flat difficulty.
+PRIORS = {
+    'difficulty': 'uniform',
+    'difficulty_rfs': 'rfs',
+    'difficulty_class_aware': 'class_aware',
+    'difficulty_rfs_class_mean': 'rfs',
+    'difficulty_rfs_skip_first': 'rfs',
+    'difficulty_rfs_eval_pass': 'rfs',
+    'difficulty_rfs_c4': 'rfs',
+    'difficulty_rfs_max_beta2': 'rfs',
+}
+ARM_LABELS = {
+    'uniform': 'Uniform',
+    'rfs': 'RFS (repeat factors)',
+    'class_aware': 'Class-aware (mmdet)',
+    'difficulty': 'Difficulty, flat (w ∝ D)',
+    'difficulty_rfs': 'Difficulty × RFS',
+    'difficulty_class_aware': 'Difficulty × class-aware',
+    'difficulty_rfs_class_mean': 'Difficulty × RFS, unseen = class mean',
+    'difficulty_rfs_skip_first': 'Difficulty × RFS, first term skipped',
+    'difficulty_rfs_eval_pass': 'Difficulty × RFS, eval pass every 2',
+    'difficulty_rfs_c4': 'Difficulty × RFS, c = 4',
+    'difficulty_rfs_max_beta2': 'Difficulty × RFS, image max, beta 2',
+}
+DEMO_CONFIG = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
+    'demo', 'mask-rcnn_r18_synthetic-lvis_difficulty.py')
+#: The demo's training split; a larger validation split with more hard
+#: variants, to measure them (the training split does not depend on
+#: either: it is laid out and drawn first).
+SYNTHETIC = dict(
+    seed=0, num_train=300, num_val=200, val_hard_variant_fraction=0.4)
+#: (metric key, record key, factor) of a run, in table order.
+METRIC_KEYS = (
+    ('lvis/bbox_AP', 'AP', 100.0),
+    ('lvis/bbox_AP50', 'AP50', 100.0),
+    ('lvis/bbox_APr', 'APr', 100.0),
+    ('lvis/bbox_APc', 'APc', 100.0),
+    ('lvis/bbox_APf', 'APf', 100.0),
+    ('hard_variant/recall_hard', 'recall_hard', 100.0),
+    ('hard_variant/recall_normal', 'recall_normal', 100.0),
+)
+#: A run whose AP ends below this collapsed (the recipe is not done).
+COLLAPSED_AP = 1.0
+
+
+@DATA_SAMPLERS.register_module()
+class FixedLengthClassAwareSampler(ClassAwareSampler):
+    """mmdet's ``ClassAwareSampler`` with a set number of images per epoch.
+
+    The drawing is mmdet's; only the epoch length, ``len(dataset)`` in
+    mmdet, becomes ``num_samples``, so the baseline runs as many iterations
+    as the other arms.
+
+    Args:
+        dataset (Sized): The dataset.
+        seed (int, optional): Seed shared by all ranks. Defaults to None.
+        num_sample_class (int): Images taken per class in turn.
+            Defaults to 1.
+        num_samples (int, optional): Images per epoch over all ranks.
+            Defaults to None (``len(dataset)``).
+    """
+
+    def __init__(self,
+                 dataset: Any,
+                 seed: Optional[int] = None,
+                 num_sample_class: int = 1,
+                 num_samples: Optional[int] = None) -> None:
+        super().__init__(dataset, seed=seed, num_sample_class=num_sample_class)
+        if num_samples is not None:
+            if isinstance(num_samples, bool) or not isinstance(
+                    num_samples, int) or num_samples < 1:
+                raise ValueError(
+                    f'num_samples must be a positive int, got {num_samples!r}')
+            self.num_samples = int(math.ceil(num_samples / self.world_size))
+            self.total_size = self.num_samples * self.world_size
+
+
+@dataclass
+class DetectionPreset:
+    """One detection evidence run: arms, seeds, schedule, data.
+
+    The schedule defaults are the demo's recipe; ``epochs`` and
+    ``images_per_epoch`` set the budget, equal for every arm.
+
+    Attributes:
+        seeds (list[int]): One run per seed and arm.
+        epochs (int): Epochs; the hook updates after each.
+        images_per_epoch (int): Images every sampler draws per epoch.
+        arms (tuple[str]): Subset of :data:`ARMS`.
+        batch_size (int): Training batch size. Defaults to 4.
+        lr (float): SGD learning rate. Defaults to 0.02.
+        warmup_iters (int): Linear warm-up from ``lr / 1000``.
+            Defaults to 200.
+        decay_epochs (int): Last epochs at lr x0.1. Defaults to 2.
+        synthetic (dict): Arguments of ``make_synthetic_lvis``.
+        rfs_thr (float): Repeat-factor threshold (the demo's 0.1).
+        with_mask (bool): Train the mask branch (the demo's Mask R-CNN);
+            False trains its boxes only (Faster R-CNN), about twice as
+            fast. Defaults to False.
+        threads (int): torch CPU threads of each run. Defaults to 1.
+        jobs (int): Runs trained at once, each in a spawned process.
+            Defaults to 1. The records do not depend on it.
+        work_dir (str): Runs, data and ``results.json`` (git-ignored).
+        data_root (str, optional): Where the synthetic data is made.
+            Defaults to None (``{work_dir}/data/synthetic_lvis/``).
+        config (str): The recipe. Defaults to the demo.
+    """
+    seeds: List[int]
+    epochs: int
+    images_per_epoch: int
+    arms: Tuple[str, ...] = tuple(ARMS)
+    batch_size: int = 4
+    lr: float = 0.02
+    warmup_iters: int = 200
+    decay_epochs: int = 2
+    synthetic: Dict[str, Any] = field(default_factory=lambda: dict(SYNTHETIC))
+    rfs_thr: float = 0.1
+    with_mask: bool = False
+    threads: int = 1
+    jobs: int = 1
+    work_dir: str = osp.join('work_dirs', 'evidence', 'detection')
+    data_root: Optional[str] = None
+    config: str = DEMO_CONFIG
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.arms) - set(ARMS))
+        if unknown or not self.arms:
+            raise ValueError(f'arms must be a non-empty subset of '
+                             f'{tuple(ARMS)}, got {self.arms}')
+        if not self.seeds:
+            raise ValueError('seeds must not be empty')
+        for name in ('epochs', 'images_per_epoch', 'batch_size', 'threads',
+                     'jobs'):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f'{name} must be >= 1, got {getattr(self, name)}')
+
+    @property
+    def iterations(self) -> int:
+        """Training iterations of every run."""
+        return self.epochs * int(
+            math.ceil(self.images_per_epoch / self.batch_size))
+
+    @property
+    def data_dir(self) -> str:
+        """The synthetic data folder, with a trailing slash."""
+        return osp.join(
+            self.data_root
+            or osp.join(self.work_dir, 'data', 'synthetic_lvis'), '')
+
+
+def detection_presets(quick: bool,
+                      num_seeds: Optional[int] = None,
+                      work_dir: Optional[str] = None,
+                      jobs: int = 1) -> DetectionPreset:
+    """The settings ``tools/reproduce_evidence.py`` runs.
+
+    Full: every arm, 5 seeds, 8 epochs of 240 images (480 iterations; the
+    training split has 300). Quick: uniform, RFS and difficulty x RFS, 1
+    seed, 3 epochs of 120 images.
+
+    Args:
+        quick (bool): The short setting.
+        num_seeds (int, optional): Seeds ``0 .. num_seeds - 1``.
+            Defaults to 1 (quick) / 5 (full).
+        work_dir (str, optional): Overrides the work dir.
+        jobs (int): Runs trained at once. Defaults to 1.
+    """
+    num = num_seeds if num_seeds is not None else (1 if quick else 5)
+    extra: Dict[str, Any] = dict(jobs=jobs, seeds=list(range(num)))
+    if work_dir is not None:
+        extra['work_dir'] = work_dir
+    if quick:
+        return DetectionPreset(
+            epochs=3,
+            images_per_epoch=120,
+            warmup_iters=30,
+            decay_epochs=1,
+            arms=('uniform', 'rfs', 'difficulty_rfs'),
+            **extra)
+    return DetectionPreset(epochs=8, images_per_epoch=240, **extra)
+
+
+def _sampler_cfg(arm: str, preset: DetectionPreset) -> dict:
+    sampler, _ = ARMS[arm]
+    if sampler == 'mmdet_class_aware':
+        return dict(
+            type='FixedLengthClassAwareSampler',
+            num_sample_class=1,
+            num_samples=preset.images_per_epoch)
+    return dict(
+        type='DifficultyClassAwareSampler',
+        scheme=sampler,
+        thr=preset.rfs_thr,
+        num_samples=preset.images_per_epoch,
+        **SAMPLER_OPTIONS.get(arm, {}))
+
+
+def _schedule(cfg: Any, preset: DetectionPreset) -> None:
+    epochs = preset.epochs
+    cfg.train_cfg = dict(
+        type='EpochBasedTrainLoop',
+        max_epochs=epochs,
+        val_begin=epochs + 1,  # run_detection calls runner.val()
+        val_interval=1)
+    cfg.param_scheduler = [
+        dict(
+            type='LinearLR',
+            start_factor=0.001,
+            by_epoch=False,
+            begin=0,
+            end=min(preset.warmup_iters, preset.iterations)),
+        dict(
+            type='MultiStepLR',
+            begin=0,
+            end=epochs,
+            by_epoch=True,
+            milestones=[max(1, epochs - preset.decay_epochs)],
+            gamma=0.1)
+    ]
+    cfg.optim_wrapper.optimizer.lr = preset.lr
+    cfg.train_dataloader.batch_size = preset.batch_size
+
+
+def _boxes_only(cfg: Any) -> None:
+    """Faster R-CNN from the Mask R-CNN recipe (boxes are unchanged)."""
+    cfg.model.roi_head.mask_head = None
+    cfg.model.roi_head.mask_roi_extractor = None
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        for transform in cfg[name].dataset.pipeline:
+            if transform['type'] == 'LoadAnnotations':
+                transform['with_mask'] = False
+
+
+def build_detection_cfg(preset: DetectionPreset, arm: str, seed: int,
+                        work_dir: str) -> Any:
+    """The mmengine config of one run: the recipe with the arm's sampler.
+
+    Args:
+        preset (DetectionPreset): The setting.
+        arm (str): One of :data:`ARMS`.
+        seed (int): ``randomness.seed`` (initial weights, sampler draws).
+        work_dir (str): The run's folder.
+    """
+    from mmengine.config import Config
+    if arm not in ARMS:
+        raise ValueError(f'arm must be one of {tuple(ARMS)}, got {arm!r}')
+    cfg = Config.fromfile(preset.config)
+    root = preset.data_dir
+    val_ann = root + 'annotations/lvis_v1_val.json'
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[name].update(num_workers=0, persistent_workers=False)
+        cfg[name].dataset.update(
+            data_root=root, synthetic=dict(preset.synthetic))
+    cfg.train_dataloader.sampler = _sampler_cfg(arm, preset)
+    hook_options = ARMS[arm][1]
+    hooks = [h for h in cfg.custom_hooks if h['type'] == 'DifficultyHook']
+    if hook_options is not None:
+        hooks[0].update(dump=True, **hook_options)
+        if hook_options.get('mode') == 'eval_pass':
+            hooks[0]['eval_pass'] = dict(
+                hook_options.get('eval_pass', {}), num_workers=0)
+    cfg.custom_hooks = hooks if hook_options is not None else []
+    cfg.val_evaluator = cfg.test_evaluator = [
+        dict(type='LVISMetric', ann_file=val_ann, metric=['bbox']),
+        dict(type='HardVariantRecall', ann_file=val_ann)
+    ]
+    _schedule(cfg, preset)
+    if not preset.with_mask:
+        _boxes_only(cfg)
+    cfg.default_hooks.checkpoint = None
+    cfg.default_hooks.logger.interval = 50
+    cfg.randomness = dict(seed=seed)
+    cfg.work_dir = work_dir
+    cfg.experiment_name = f'evidence_{arm}_seed{seed}_{uuid.uuid4().hex[:8]}'
+    # One visualizer per run (a fixed name would reuse the first run's).
+    cfg.visualizer.name = cfg.experiment_name
+    cfg.log_level = 'WARNING'
+    return cfg
+
+
+def train_hard_flags(index: Any, ann_file: str) -> np.ndarray:
+    """Hard-variant flag of every training object, in the hook's order.
+
+    mmdet's LVIS loader drops the annotation key, so objects are matched
+    back to the annotation file by image id and box.
+
+    Args:
+        index (DatasetIndex): The sampler's index of the training set.
+        ann_file (str): Its annotation file.
+
+    Returns:
+        np.ndarray: ``(num_objects,)`` bool.
+    """
+    flags_of: Dict[Tuple[int, Tuple[float, ...]], bool] = {}
+    for ann in load(ann_file)['annotations']:
+        x, y, w, h = ann['bbox']
+        key = (ann['image_id'], tuple(np.round([x, y, x + w, y + h], 2)))
+        flags_of[key] = bool(ann.get(HARD_KEY, False))
+    kept = ~index.ignored
+    image = np.repeat(
+        np.arange(index.num_images), np.diff(index.object_offsets))[kept]
+    boxes = np.round(index.object_boxes[kept].astype(np.float64), 2)
+    return np.array([
+        flags_of[(int(index.img_ids[i]), tuple(box))]
+        for i, box in zip(image, boxes)
+    ])
+
+
+def _signal(runner: Any, train_ann: str) -> Dict[str, float]:
+    """What the sampler and the hook did with the hard variants."""
+    loader = runner.train_dataloader
+    sampler = getattr(loader.batch_sampler, 'sampler', loader.sampler)
+    index = getattr(sampler, 'dataset_index', None)
+    if index is None:  # mmdet's class-aware sampler
+        return {}
+    flags = train_hard_flags(index, train_ann)
+    counts = index.kept_counts()
+    image_of = np.repeat(np.arange(index.num_images), counts)
+    has_hard = np.zeros(index.num_images, dtype=bool)
+    has_hard[image_of[flags]] = True
+    probs = np.bincount(
+        index.image_of_index,
+        weights=sampler.probabilities,
+        minlength=index.num_images)
+    out = dict(
+        share_hard_images=float(has_hard.mean() * 100),
+        mass_hard_images=float(probs[has_hard].sum() * 100))
+    hooks = [h for h in runner.hooks if isinstance(h, DifficultyHook)]
+    if hooks and hooks[0].state is not None:
+        hook = hooks[0]
+        labels = hook.instance_labels
+        normal = np.isin(labels, labels[flags]) & ~flags
+        by_epoch = [
+            load_dump(path)
+            for _, path in find_dumps(osp.join(runner.work_dir, 'difficulty'))
+        ]
+        # D as the sampler used it (the unseen policy applied)
+        d = [dump['instance_difficulty'] for dump in by_epoch]
+        out.update(
+            d_hard=float(d[-1][flags].mean()),
+            d_normal=float(d[-1][normal].mean()),
+            d_hard_by_epoch=[float(x[flags].mean()) for x in d],
+            d_normal_by_epoch=[float(x[normal].mean()) for x in d],
+            d_other_by_epoch=[float(x[~flags & ~normal].mean()) for x in d],
+            observed=float(hook.state.observed[:labels.size].mean() * 100))
+    return out
+
+
+def _run_one(preset: DetectionPreset, arm: str, seed: int,
+             work_dir: str) -> Dict[str, Any]:
+    """Train and evaluate one (arm, seed); the record of the run."""
+    from mmengine.runner import Runner
+    tic = time.perf_counter()
+    runner = Runner.from_cfg(build_detection_cfg(preset, arm, seed, work_dir))
+    runner.train()
+    train_s = time.perf_counter() - tic
+    tic = time.perf_counter()
+    metrics = runner.val()
+    rec: Dict[str, Any] = dict(
+        method=arm,
+        seed=seed,
+        iterations=int(runner.iter),
+        train_seconds=train_s,
+        eval_seconds=time.perf_counter() - tic,
+        num_hard=int(metrics.get('hard_variant/num_hard', 0)),
+        num_normal=int(metrics.get('hard_variant/num_normal', 0)))
+    for key, name, factor in METRIC_KEYS:
+        value = float(metrics[key])
+        # LVISMetric reports -1 for a group without GT objects.
+        rec[name] = value * factor if value >= 0 else float('nan')
+    rec['collapsed'] = bool(rec['AP'] < COLLAPSED_AP)
+    rec.update(
+        _signal(runner, preset.data_dir + 'annotations/lvis_v1_train.json'))
+    del runner
+    gc.collect()
+    return rec
+
+
+def _run_in_worker(preset: DetectionPreset, arm: str, seed: int,
+                   work_dir: str) -> Dict[str, Any]:
+    torch.set_num_threads(preset.threads)
+    return _run_one(preset, arm, seed, work_dir)
+
+
+Run = Tuple[str, int, str]
+
+
+def _train_all(preset: DetectionPreset,
+               runs: Sequence[Run]) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """``(index in runs, record)`` as the runs finish.
+
+    ``preset.jobs`` > 1 trains that many at once in spawned processes (a
+    fork would not carry the parent's OpenMP threads); a failed run stops
+    the others and raises its error.
+    """
+    if preset.jobs == 1 or len(runs) == 1:
+        for index, run in enumerate(runs):
+            yield index, _run_one(preset, *run)
+        return
+    context = multiprocessing.get_context('spawn')
+    with ProcessPoolExecutor(
+            max_workers=min(preset.jobs, len(runs)),
+            mp_context=context) as pool:
+        futures = {
+            pool.submit(_run_in_worker, preset, *run): index
+            for index, run in enumerate(runs)
+        }
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _versions() -> Dict[str, str]:
+    import mmcv
+    import mmdet
+    import mmengine
+    return dict(
+        torch=torch.__version__,
+        mmdet=mmdet.__version__,
+        mmengine=mmengine.__version__,
+        mmcv=mmcv.__version__)
+
+
+def run_detection(
+        preset: DetectionPreset,
+        progress: Optional[Callable[[str], None]] = print) -> Dict[str, Any]:
+    """Train every arm on every seed; evaluate each run.
+
+    The result so far is written to ``{work_dir}/results.json`` after every
+    run, records in (seed, arm) order.
+
+    Returns:
+        dict: ``records`` (one per run), ``preset``, ``iterations``,
+        ``data`` (counts of the synthetic set), ``versions``, ``seconds``.
+    """
+    start = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(preset.threads)
+    os.makedirs(preset.work_dir, exist_ok=True)
+    try:
+        summary = ensure_synthetic_lvis(preset.data_dir, **preset.synthetic)
+        result: Dict[str, Any] = dict(
+            records=[],
+            preset=asdict(preset),
+            iterations=preset.iterations,
+            data={
+                k: summary[k]
+                for k in ('num_images', 'num_instances', 'frequency',
+                          'hard_variant_classes')
+            },
+            versions=_versions(),
+            seconds=0.0)
+        runs = [(arm, seed,
+                 osp.join(preset.work_dir, 'runs', f'{arm}_seed{seed}'))
+                for seed in preset.seeds for arm in preset.arms]
+        done: Dict[int, Dict[str, Any]] = {}
+        for index, rec in _train_all(preset, runs):
+            done[index] = rec
+            result['records'] = [done[i] for i in sorted(done)]
+            result['seconds'] = time.perf_counter() - start
+            with open(osp.join(preset.work_dir, 'results.json'), 'w') as f:
+                json.dump(result, f, indent=1)
+            if progress is not None:
+                progress(f"[detection] {rec['method']} seed {rec['seed']}: "
+                         f"AP {rec['AP']:.1f}, APr {rec['APr']:.1f}, hard "
+                         f"recall {rec['recall_hard']:.1f} %, "
+                         f"{rec['train_seconds']:.0f} s "
+                         f'({len(done)}/{len(runs)})')
+    finally:
+        torch.set_num_threads(threads)
+    return result
