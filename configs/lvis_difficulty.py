@@ -19,7 +19,8 @@ custom_imports = dict(imports=['mmdiff'], allow_failed_imports=False)
 # restates the whole DifficultyHook dict). The README lists every option.
 #   train_dataloader.dataset.data_root   'data/lvis_v1/'
 #   train_dataloader.sampler.scheme      'repeat_factor' | 'paper' |
-#                                        'class_aware' | 'uniform'
+#                                        'class_aware' | 'uniform' |
+#                                        'instance_repeat_factor'
 #   train_dataloader.sampler.thr         LVIS repeat-factor threshold t
 #   train_dataloader.sampler.beta        exponent of D in repeat_factor
 #   train_dataloader.sampler.temperature D ** (1 / T) before weighting

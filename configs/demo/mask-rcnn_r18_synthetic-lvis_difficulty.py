@@ -16,7 +16,8 @@
 #
 # ---- knobs, at their keys (a child config or --cfg-options) -----------
 #   train_dataloader.sampler.scheme   'repeat_factor' | 'paper' |
-#                                     'class_aware' | 'uniform'
+#                                     'class_aware' | 'uniform' |
+#                                     'instance_repeat_factor'
 #   train_dataloader.sampler.thr      repeat-factor threshold (0.1 here:
 #                                     scaled to this tiny data set)
 #   custom_hooks.0.c                  prior c of D

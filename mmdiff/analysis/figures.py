@@ -11,6 +11,8 @@ pyplot), so the global backend is never switched.
    across epochs and the trajectories of the hardest objects.
 4. :func:`draw_gallery`: the hardest training images, every box coloured
    by D and labelled with its class name and D.
+5. :func:`~mmdiff.analysis.preview_figure.draw_preview` (its own module):
+   one epoch under each sampling scheme, before a run.
 """
 import os
 import os.path as osp

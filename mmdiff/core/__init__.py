@@ -11,10 +11,11 @@ from .frequency import (LVIS_FREQUENCY_GROUPS, LVIS_FREQUENCY_THRESHOLDS,
                         frequency_groups, frequency_of_counts)
 from .psi import psi_split, psi_split_compressed, psi_split_from_prior
 from .records import EpochRecords, observe_into
+from .repeat_factors import instance_repeat_factors, lvis_repeat_factors
 from .state import DifficultyState
 from .topk_codec import TopkRecord, compress, decompress
 from .weights import (SCHEMES, check_image_difficulty, check_scheme_args,
-                      lvis_repeat_factors, sampling_weights)
+                      dataset_sampling_weights, sampling_weights)
 
 __all__ = [
     'psi_split', 'psi_split_compressed', 'psi_split_from_prior',
@@ -22,7 +23,8 @@ __all__ = [
     'observe_into', 'image_difficulty', 'instance_offsets',
     'instance_to_image', 'ImageClassIndex', 'DatasetIndex', 'SCHEMES',
     'LVIS_FREQUENCY_GROUPS', 'check_image_difficulty', 'check_scheme_args',
-    'lvis_repeat_factors', 'sampling_weights', 'frequency_groups',
-    'sampling_diagnostics', 'fill_unseen', 'UNSEEN_POLICIES',
-    'LVIS_FREQUENCY_THRESHOLDS', 'frequency_of_counts'
+    'lvis_repeat_factors', 'instance_repeat_factors', 'sampling_weights',
+    'dataset_sampling_weights', 'frequency_groups', 'sampling_diagnostics',
+    'fill_unseen', 'UNSEEN_POLICIES', 'LVIS_FREQUENCY_THRESHOLDS',
+    'frequency_of_counts'
 ]

@@ -162,6 +162,22 @@ class DatasetIndex:
                                     self.image_of_index)
         return ImageClassIndex.from_flat(labels, counts, self.num_classes)
 
+    def instances_per_class(self) -> np.ndarray:
+        """Objects of each class over the sampler's indices (not images).
+
+        Counted like :meth:`class_index` (ignored objects included, an
+        image repeated by RepeatDataset once per copy), so that the
+        instance frequencies of IRFS and the image frequencies of RFS come
+        from the same rows. :meth:`images_per_class`, for LVIS's r / c / f
+        groups, counts unique images instead.
+
+        Returns:
+            np.ndarray: ``(K,)`` int64.
+        """
+        labels, _ = _take_rows(self.object_offsets, self.object_labels,
+                               self.image_of_index)
+        return np.bincount(labels, minlength=self.num_classes).astype(np.int64)
+
     def images_per_class(self) -> np.ndarray:
         """Unique images that contain each class (ignored objects too).
 

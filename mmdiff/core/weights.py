@@ -20,6 +20,10 @@ images (the sampler draws ``N`` images with replacement from it):
   repeat factor (Gupta et al., CVPR 2019). With equal ``D`` the expected
   number of draws of image ``i`` is ``∝ r_i``, the expectation of repeat
   factor sampling with stochastic rounding (detectron2).
+- ``'instance_repeat_factor'``: ``p_i ∝ r_i D_i ** beta`` with ``r_i`` the
+  instance-aware repeat factor (IRFS, Yaman et al., arXiv 2305.08069),
+  where a class's image frequency is replaced by the geometric mean of its
+  image and instance frequencies (:func:`instance_repeat_factors`).
 
 Modifiers, all off by default: ``temperature`` T replaces ``D`` by
 ``D ** (1 / T)``; ``floor`` and ``clip`` bound every probability to
@@ -35,14 +39,19 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .class_index import ImageClassIndex
+from .dataset_index import DatasetIndex
+from .repeat_factors import instance_repeat_factors, lvis_repeat_factors
 from .validation import check_positive
 
 __all__ = [
     'SCHEMES', 'check_image_difficulty', 'check_scheme_args',
-    'lvis_repeat_factors', 'sampling_weights'
+    'sampling_weights', 'dataset_sampling_weights'
 ]
 
-SCHEMES = ('uniform', 'paper', 'class_aware', 'repeat_factor')
+SCHEMES = ('uniform', 'paper', 'class_aware', 'repeat_factor',
+           'instance_repeat_factor')
+#: Schemes whose weights scale with ``D ** beta``.
+REPEAT_FACTOR_SCHEMES = ('repeat_factor', 'instance_repeat_factor')
 
 
 def check_image_difficulty(image_difficulty: Sequence[float],
@@ -111,7 +120,7 @@ def check_scheme_args(scheme: str,
 
     Args:
         scheme (str): One of :data:`SCHEMES`.
-        beta (float): Exponent of ``D`` in ``'repeat_factor'``, >= 0.
+        beta (float): Exponent of ``D`` in the repeat-factor schemes, >= 0.
             Defaults to 1.0.
         thr (float): LVIS repeat-factor threshold, > 0. Defaults to 0.001.
         temperature (float): ``T`` in ``D ** (1 / T)``, > 0. Defaults to 1.0.
@@ -136,37 +145,6 @@ def check_scheme_args(scheme: str,
                 f'<= 1 (otherwise the probabilities exceed 1), got {floor!r}')
     if clip is not None:
         _check_number('clip', clip, 1)
-
-
-def lvis_repeat_factors(index: ImageClassIndex,
-                        thr: float = 0.001) -> np.ndarray:
-    """LVIS repeat factors of every image (Gupta et al., CVPR 2019).
-
-    ``f(c)`` is the fraction of images that contain class ``c``,
-    ``r(c) = max(1, sqrt(thr / f(c)))`` and an image's factor is the largest
-    ``r(c)`` over its classes, 1.0 for images without labels: the math of
-    ``ClassBalancedDataset._get_repeat_factors`` in mmengine, whose wrapper
-    mmdet 3.x uses. ``ClassBalancedDataset`` then repeats each image
-    ``ceil(r_i)`` times; used as sampling probabilities (``∝ r_i``) the
-    factors give the expectation of the stochastic rounding of detectron2's
-    ``RepeatFactorTrainingSampler`` instead.
-
-    Args:
-        index (ImageClassIndex): Classes of every image.
-        thr (float): Frequency threshold below which classes are
-            over-sampled. Defaults to 0.001.
-
-    Returns:
-        np.ndarray: ``(N,)`` float64 factors, each >= 1.
-    """
-    check_positive(thr, 'thr')
-    num_images = index.num_images
-    if num_images == 0:
-        return np.ones(0, dtype=np.float64)
-    with np.errstate(divide='ignore'):
-        freq = index.images_per_class() / num_images
-        class_factor = np.maximum(1.0, np.sqrt(thr / freq))
-    return index.reduce_per_image(class_factor, 'max', empty=1.0)
 
 
 def _class_aware(index: ImageClassIndex,
@@ -251,28 +229,29 @@ def _bound(probs: np.ndarray, support: np.ndarray, floor: Optional[float],
     return out
 
 
-def sampling_weights(scheme: str,
-                     index: ImageClassIndex,
-                     image_difficulty: Optional[Sequence[float]] = None,
-                     *,
-                     beta: float = 1.0,
-                     thr: float = 0.001,
-                     temperature: float = 1.0,
-                     floor: Optional[float] = None,
-                     clip: Optional[float] = None) -> np.ndarray:
+def sampling_weights(
+        scheme: str,
+        index: ImageClassIndex,
+        image_difficulty: Optional[Sequence[float]] = None,
+        *,
+        beta: float = 1.0,
+        thr: float = 0.001,
+        temperature: float = 1.0,
+        floor: Optional[float] = None,
+        clip: Optional[float] = None,
+        instances_per_class: Optional[Sequence[int]] = None) -> np.ndarray:
     """Per-image sampling probabilities of a scheme (see module docstring).
 
     Args:
-        scheme (str): ``'uniform'``, ``'paper'``, ``'class_aware'`` or
-            ``'repeat_factor'``.
+        scheme (str): One of :data:`SCHEMES`.
         index (ImageClassIndex): Classes of every image.
         image_difficulty (Sequence[float], optional): ``(N,)`` difficulty
             ``D`` of every image, finite, >= 0, not all zero. None, or all
             values equal, gives the scheme's prior exactly. Ignored (but
             validated) by ``'uniform'``. Defaults to None.
-        beta (float): Exponent of ``D`` in ``'repeat_factor'``.
+        beta (float): Exponent of ``D`` in the repeat-factor schemes.
             Defaults to 1.0.
-        thr (float): LVIS repeat-factor threshold of ``'repeat_factor'``.
+        thr (float): Threshold t of the repeat-factor schemes.
             Defaults to 0.001.
         temperature (float): ``D`` is replaced by ``D ** (1 / T)``; larger
             flattens. Defaults to 1.0.
@@ -281,6 +260,9 @@ def sampling_weights(scheme: str,
             Defaults to None.
         clip (float, optional): Maximum probability as a multiple of that
             mean. Defaults to None.
+        instances_per_class (Sequence[int], optional): ``(K,)`` objects
+            of each class, needed by ``'instance_repeat_factor'``.
+            Defaults to None.
 
     Returns:
         np.ndarray: ``(N,)`` float64 probabilities summing to 1.
@@ -308,10 +290,15 @@ def sampling_weights(scheme: str,
     elif scheme == 'class_aware':
         weights = _class_aware(index, difficulty)
         support = index.classes_per_image() > 0
-    else:
+    elif scheme == 'repeat_factor':
         weights = lvis_repeat_factors(index, thr)
-        if difficulty is not None:
-            weights = weights * difficulty**beta
+    else:
+        if instances_per_class is None:
+            raise ValueError("the 'instance_repeat_factor' scheme needs "
+                             'instances_per_class (objects of each class)')
+        weights = instance_repeat_factors(index, instances_per_class, thr)
+    if scheme in REPEAT_FACTOR_SCHEMES and difficulty is not None:
+        weights = weights * difficulty**beta
     total = weights.sum()
     if not total > 0:
         raise ValueError(
@@ -321,3 +308,35 @@ def sampling_weights(scheme: str,
     if floor is not None or clip is not None:
         probs = _bound(probs, support, floor, clip)
     return probs
+
+
+def dataset_sampling_weights(scheme: str,
+                             index: DatasetIndex,
+                             image_difficulty: Optional[
+                                 Sequence[float]] = None,
+                             **options: object) -> np.ndarray:
+    """:func:`sampling_weights` over a dataset's sampler indices.
+
+    The one place that gives a scheme what it needs from the dataset: the
+    classes of every index and, for ``'instance_repeat_factor'``, the
+    objects of every class.
+
+    Args:
+        scheme (str): One of :data:`SCHEMES`.
+        index (DatasetIndex): The dataset's index.
+        image_difficulty (Sequence[float], optional): ``(S,)`` difficulty
+            of every sampler index. Defaults to None (the prior).
+        **options: ``beta``, ``thr``, ``temperature``, ``floor``, ``clip``.
+
+    Returns:
+        np.ndarray: ``(S,)`` float64 probabilities summing to 1.
+    """
+    counts = (
+        index.instances_per_class()
+        if scheme == 'instance_repeat_factor' else None)
+    return sampling_weights(
+        scheme,
+        index.class_index(),
+        image_difficulty,
+        instances_per_class=counts,
+        **options)

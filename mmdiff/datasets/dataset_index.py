@@ -96,7 +96,7 @@ def _no_labels_error(dataset: Any) -> TypeError:
         'one label per image; implement one of them on the dataset')
 
 
-def _walk_leaf(dataset: Any) -> Dict[str, list]:
+def _walk_leaf(dataset: Any, progress: bool = False) -> Dict[str, list]:
     """Objects, ignore flags, image ids and paths of every image."""
     num = len(dataset)
     get_gt_labels = getattr(dataset, 'get_gt_labels', None)
@@ -113,12 +113,18 @@ def _walk_leaf(dataset: Any) -> Dict[str, list]:
     out: Dict[str, list] = dict(
         labels=[], boxes=[], ignored=[], counts=[], img_ids=[], img_paths=[])
     get_info = getattr(dataset, 'get_data_info', None)
+    bar = None
+    if progress:
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(num)
     for idx in range(num):
         info = get_info(idx) if callable(get_info) else None
         if isinstance(info, dict) and 'instances' in info:
             _add_instances(out, info)
         else:
             _add_cat_ids(out, dataset, idx)
+        if bar is not None and (idx % 1000 == 999 or idx == num - 1):
+            bar.update(idx + 1 - bar.completed)
     return out
 
 
@@ -153,7 +159,7 @@ def _add_cat_ids(out: Dict[str, list], dataset: Any, idx: int) -> None:
     out['img_paths'].append('')
 
 
-def index_dataset(dataset: Sized) -> DatasetIndex:
+def index_dataset(dataset: Sized, progress: bool = False) -> DatasetIndex:
     """Walk a (wrapped) dataset once and index its images and objects.
 
     The number of classes is ``len(metainfo['classes'])`` when the dataset
@@ -161,6 +167,8 @@ def index_dataset(dataset: Sized) -> DatasetIndex:
 
     Args:
         dataset (Sized): The training dataset.
+        progress (bool): Show a progress bar over the images (mmengine's).
+            Defaults to False.
 
     Returns:
         DatasetIndex: Sampler indices, unique images and their objects.
@@ -172,7 +180,7 @@ def index_dataset(dataset: Sized) -> DatasetIndex:
     """
     unique: Dict[int, Tuple[Any, int]] = {}
     image_of_index = _leaves(dataset, unique)
-    walks = [_walk_leaf(leaf) for leaf, _ in unique.values()]
+    walks = [_walk_leaf(leaf, progress) for leaf, _ in unique.values()]
 
     def cat(key: str, dtype: Any) -> np.ndarray:
         return np.asarray([v for walk in walks for v in walk[key]],

@@ -19,7 +19,7 @@ from mmdiff.core.diagnostics import sampling_diagnostics
 from mmdiff.core.frequency import LVIS_FREQUENCY_GROUPS
 from mmdiff.core.validation import check_int
 from mmdiff.core.weights import (check_image_difficulty, check_scheme_args,
-                                 sampling_weights)
+                                 dataset_sampling_weights)
 from mmdiff.datasets.dataset_index import index_dataset
 from mmdiff.datasets.sample_idx import install_global_sample_idx
 
@@ -63,8 +63,9 @@ class DifficultyClassAwareSampler(Sampler):
     :meth:`set_weights` is called, and during the first ``warmup_epochs``
     epochs, images are drawn from the scheme's prior (difficulty all
     equal): uniform (``'uniform'`` / ``'paper'``), mmdet's
-    ``ClassAwareSampler`` distribution (``'class_aware'``) or LVIS repeat
-    factors (``'repeat_factor'``); see :mod:`mmdiff.core.weights`.
+    ``ClassAwareSampler`` distribution (``'class_aware'``), LVIS repeat
+    factors (``'repeat_factor'``) or instance-aware repeat factors
+    (``'instance_repeat_factor'``, IRFS); see :mod:`mmdiff.core.weights`.
 
     New probabilities take effect at the next ``__iter__``: the DataLoader
     iterates its sampler in the main process at the start of every epoch,
@@ -76,11 +77,13 @@ class DifficultyClassAwareSampler(Sampler):
         seed (int, optional): Seed shared by all ranks. None draws one and
             broadcasts it (``mmengine.dist.sync_random_seed``).
             Defaults to None.
-        scheme (str): ``'uniform'``, ``'paper'``, ``'class_aware'`` or
-            ``'repeat_factor'``. Defaults to ``'repeat_factor'``.
-        beta (float): Exponent of difficulty in ``'repeat_factor'``.
+        scheme (str): ``'uniform'``, ``'paper'``, ``'class_aware'``,
+            ``'repeat_factor'`` or ``'instance_repeat_factor'``. Defaults
+            to ``'repeat_factor'``.
+        beta (float): Exponent of difficulty in the repeat-factor schemes.
             Defaults to 1.0.
-        thr (float): LVIS repeat-factor threshold. Defaults to 0.001.
+        thr (float): Repeat-factor threshold t (both repeat-factor
+            schemes). Defaults to 0.001.
         temperature (float): Difficulty ``D`` becomes ``D ** (1 / T)``.
             Defaults to 1.0.
         floor (float, optional): Minimum probability as a fraction of the
@@ -148,8 +151,8 @@ class DifficultyClassAwareSampler(Sampler):
         self._last_indices: Optional[torch.Tensor] = None
 
     def _weights(self, difficulty: Optional[np.ndarray]) -> np.ndarray:
-        return sampling_weights(self.scheme, self.class_index, difficulty,
-                                **self.weight_options)
+        return dataset_sampling_weights(self.scheme, self.dataset_index,
+                                        difficulty, **self.weight_options)
 
     @property
     def probabilities(self) -> np.ndarray:

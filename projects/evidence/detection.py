@@ -54,9 +54,11 @@ __all__ = [
 ARMS: Dict[str, Tuple[str, Optional[dict]]] = {
     'uniform': ('uniform', None),
     'rfs': ('repeat_factor', None),
+    'irfs': ('instance_repeat_factor', None),
     'class_aware': ('mmdet_class_aware', None),
     'difficulty': ('paper', {}),
     'difficulty_rfs': ('repeat_factor', {}),
+    'difficulty_irfs': ('instance_repeat_factor', {}),
     'difficulty_class_aware': ('class_aware', {}),
     # ablations of the difficulty x RFS arm: unseen objects, first term,
     # the paper's eval pass
@@ -65,34 +67,37 @@ ARMS: Dict[str, Tuple[str, Optional[dict]]] = {
     'difficulty_rfs_eval_pass':
     ('repeat_factor', dict(mode='eval_pass', eval_pass=dict(interval=2))),
     'difficulty_rfs_c4': ('repeat_factor', dict(c=4.0)),
-    # the sampler side: an image as hard as its hardest object, D squared
-    'difficulty_rfs_max_beta2': ('repeat_factor', dict(reduce='max')),
+    # the sampler side: an image as hard as its hardest object, D cubed
+    'difficulty_rfs_max_beta3': ('repeat_factor', dict(reduce='max')),
 }
 #: Sampler options of an arm beyond its scheme.
-SAMPLER_OPTIONS = {'difficulty_rfs_max_beta2': dict(beta=2.0)}
+SAMPLER_OPTIONS = {'difficulty_rfs_max_beta3': dict(beta=3.0)}
 #: The prior of every hook arm: the same sampler with flat difficulty.
 PRIORS = {
     'difficulty': 'uniform',
     'difficulty_rfs': 'rfs',
+    'difficulty_irfs': 'irfs',
     'difficulty_class_aware': 'class_aware',
     'difficulty_rfs_class_mean': 'rfs',
     'difficulty_rfs_skip_first': 'rfs',
     'difficulty_rfs_eval_pass': 'rfs',
     'difficulty_rfs_c4': 'rfs',
-    'difficulty_rfs_max_beta2': 'rfs',
+    'difficulty_rfs_max_beta3': 'rfs',
 }
 ARM_LABELS = {
     'uniform': 'Uniform',
     'rfs': 'RFS (repeat factors)',
+    'irfs': 'IRFS (instance-aware repeat factors)',
     'class_aware': 'Class-aware (mmdet)',
     'difficulty': 'Difficulty, flat (w ∝ D)',
     'difficulty_rfs': 'Difficulty × RFS',
+    'difficulty_irfs': 'Difficulty × IRFS',
     'difficulty_class_aware': 'Difficulty × class-aware',
     'difficulty_rfs_class_mean': 'Difficulty × RFS, unseen = class mean',
     'difficulty_rfs_skip_first': 'Difficulty × RFS, first term skipped',
     'difficulty_rfs_eval_pass': 'Difficulty × RFS, eval pass every 2',
     'difficulty_rfs_c4': 'Difficulty × RFS, c = 4',
-    'difficulty_rfs_max_beta2': 'Difficulty × RFS, image max, beta 2',
+    'difficulty_rfs_max_beta3': 'Difficulty × RFS, image max, beta 3',
 }
 DEMO_CONFIG = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',

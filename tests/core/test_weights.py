@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from mmdiff.core.class_index import ImageClassIndex
 from mmdiff.core.diagnostics import sampling_diagnostics
 from mmdiff.core.frequency import frequency_groups, frequency_of_counts
+from mmdiff.core.repeat_factors import (instance_repeat_factors,
+                                        lvis_repeat_factors)
 from mmdiff.core.weights import (SCHEMES, check_image_difficulty,
-                                 lvis_repeat_factors, sampling_weights)
+                                 sampling_weights)
 
 INDEX = ImageClassIndex.from_lists([[0, 1], [1], [], [2]], 3)
 D = [1.0, 2.0, 3.0, 4.0]
@@ -98,6 +100,96 @@ def test_repeat_factors_match_mmengine_loop(lists, thr):
         rtol=1e-15)
 
 
+# IRFS on 5 images, thr 0.5. Objects per image (class of each object):
+#   0: 0 0 0   1: 0 1   2: 1   3: 2 2   4: (none)
+# Images per class (2, 2, 1) of N = 5, objects per class (4, 2, 2) of 8:
+#   f_i = (.4, .4, .2), f_b = (.5, .25, .25)
+#   sqrt(f_i f_b) = (sqrt .2, sqrt .1, sqrt .05)
+#   r(c) = sqrt(.5 / that) = (sqrt(.5 / sqrt .2), sqrt(.5 / sqrt .1),
+#                             sqrt(.5 / sqrt .05)), all > 1
+# RFS instead: r(c) = sqrt(.5 / f_i) = (sqrt 1.25, sqrt 1.25, sqrt 2.5).
+IRFS_OBJECTS = [[0, 0, 0], [0, 1], [1], [2, 2], []]
+
+
+def test_instance_repeat_factors_by_hand():
+    index = ImageClassIndex.from_lists(IRFS_OBJECTS, 3)
+    r0, r1, r2 = (math.sqrt(0.5 / math.sqrt(f)) for f in (0.2, 0.1, 0.05))
+    np.testing.assert_allclose(
+        instance_repeat_factors(index, [4, 2, 2], 0.5), [r0, r1, r1, r2, 1],
+        rtol=1e-15)
+    rfs = math.sqrt(1.25)
+    np.testing.assert_allclose(
+        lvis_repeat_factors(index, 0.5),
+        [rfs, rfs, rfs, math.sqrt(2.5), 1],
+        rtol=1e-15)
+    # One object in every image: f_b = f_i, IRFS is RFS.
+    single = ImageClassIndex.from_lists([[0], [1], [0], [2]], 3)
+    np.testing.assert_allclose(
+        instance_repeat_factors(single, single.images_per_class(), 0.5),
+        lvis_repeat_factors(single, 0.5),
+        rtol=1e-15)
+    with pytest.raises(ValueError, match='one count per class'):
+        instance_repeat_factors(index, [4, 2], 0.5)
+    with pytest.raises(
+            ValueError, match='class 0 has 1 objects but '
+            'appears in 2 images'):
+        instance_repeat_factors(index, [1, 2, 2], 0.5)
+
+
+def _irfs_like_loops(objects, thr):
+    """IRFS one class and one image at a time."""
+    n = len(objects)
+    images, boxes = {}, {}
+    for labels in objects:
+        for cat in labels:
+            boxes[cat] = boxes.get(cat, 0) + 1
+        for cat in set(labels):
+            images[cat] = images.get(cat, 0) + 1
+    total = sum(boxes.values())
+    repeat = {
+        cat:
+        max(1.0,
+            math.sqrt(thr / math.sqrt(images[cat] / n * boxes[cat] / total)))
+        for cat in images
+    }
+    return [
+        max(repeat[cat] for cat in labels) if labels else 1.0
+        for labels in objects
+    ]
+
+
+@settings(database=None, max_examples=50, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(0, 9), max_size=6), min_size=1, max_size=40),
+    st.sampled_from([0.001, 0.1, 0.3, 0.9]))
+def test_instance_repeat_factors_match_loops(objects, thr):
+    index = ImageClassIndex.from_lists(objects, 10)
+    counts = np.bincount([c for labels in objects for c in labels],
+                         minlength=10)
+    np.testing.assert_allclose(
+        instance_repeat_factors(index, counts, thr),
+        _irfs_like_loops(objects, thr),
+        rtol=1e-14)
+
+
+def test_instance_repeat_factor_scheme():
+    index = ImageClassIndex.from_lists(IRFS_OBJECTS, 3)
+    factors = instance_repeat_factors(index, [4, 2, 2], 0.5)
+    d = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    np.testing.assert_allclose(
+        sampling_weights(
+            'instance_repeat_factor',
+            index,
+            d,
+            thr=0.5,
+            beta=2.0,
+            instances_per_class=[4, 2, 2]),
+        factors * d**2 / (factors * d**2).sum(),
+        rtol=1e-15)
+    with pytest.raises(ValueError, match='needs instances_per_class'):
+        sampling_weights('instance_repeat_factor', index, thr=0.5)
+
+
 def test_repeat_factor_scheme():
     total = 2 + 2 * R2
     np.testing.assert_allclose(
@@ -171,6 +263,11 @@ def test_floor_and_clip_bounds_hold(weights, floor, clip):
     assert np.all(np.diff(probs[order]) >= -1e-15)
 
 
+def _instances(index: ImageClassIndex) -> dict:
+    """Object counts for IRFS: two objects per image of each class."""
+    return dict(instances_per_class=2 * index.images_per_class())
+
+
 @st.composite
 def _index_and_value(draw):
     lists = draw(
@@ -187,9 +284,9 @@ def _index_and_value(draw):
        st.sampled_from([0.001, 0.2]), st.sampled_from([1.0, 3.0]))
 def test_equal_difficulty_is_the_prior_exactly(case, scheme, thr, temp):
     index, value = case
-    prior = sampling_weights(scheme, index, thr=thr, temperature=temp)
-    equal = sampling_weights(
-        scheme, index, [value] * index.num_images, thr=thr, temperature=temp)
+    opts = dict(thr=thr, temperature=temp, **_instances(index))
+    prior = sampling_weights(scheme, index, **opts)
+    equal = sampling_weights(scheme, index, [value] * index.num_images, **opts)
     np.testing.assert_array_equal(equal, prior)
     assert prior.sum() == pytest.approx(1, abs=1e-12)
     assert np.all(prior >= 0)
@@ -206,8 +303,9 @@ def test_scale_invariance(case, scheme, data):
                 min_size=index.num_images,
                 max_size=index.num_images)))
     np.testing.assert_allclose(
-        sampling_weights(scheme, index, difficulty),
-        sampling_weights(scheme, index, difficulty * value),
+        sampling_weights(scheme, index, difficulty, **_instances(index)),
+        sampling_weights(scheme, index, difficulty * value,
+                         **_instances(index)),
         rtol=1e-9,
         atol=1e-15)
 

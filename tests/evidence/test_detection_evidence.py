@@ -61,11 +61,15 @@ def test_build_detection_cfg_per_arm(tmp_path):
     expected = {
         'uniform': ('DifficultyClassAwareSampler', 'uniform', None),
         'rfs': ('DifficultyClassAwareSampler', 'repeat_factor', None),
+        'irfs':
+        ('DifficultyClassAwareSampler', 'instance_repeat_factor', None),
+        'difficulty_irfs': ('DifficultyClassAwareSampler',
+                            'instance_repeat_factor', {}),
         'class_aware': ('FixedLengthClassAwareSampler', None, None),
         'difficulty': ('DifficultyClassAwareSampler', 'paper', {}),
         'difficulty_rfs': ('DifficultyClassAwareSampler', 'repeat_factor', {}),
-        'difficulty_class_aware':
-        ('DifficultyClassAwareSampler', 'class_aware', {}),
+        'difficulty_class_aware': ('DifficultyClassAwareSampler',
+                                   'class_aware', {}),
         'difficulty_rfs_class_mean':
         ('DifficultyClassAwareSampler', 'repeat_factor',
          dict(unseen='class_mean')),
@@ -77,7 +81,7 @@ def test_build_detection_cfg_per_arm(tmp_path):
          dict(mode='eval_pass', eval_pass=dict(interval=2, num_workers=0))),
         'difficulty_rfs_c4': ('DifficultyClassAwareSampler', 'repeat_factor',
                               dict(c=4.0)),
-        'difficulty_rfs_max_beta2': ('DifficultyClassAwareSampler',
+        'difficulty_rfs_max_beta3': ('DifficultyClassAwareSampler',
                                      'repeat_factor', dict(reduce='max')),
     }
     assert set(expected) == set(ARMS) == set(ARM_LABELS)
@@ -90,7 +94,7 @@ def test_build_detection_cfg_per_arm(tmp_path):
         assert sampler.type == kind and sampler.num_samples == 10
         assert sampler.get('scheme') == scheme
         assert sampler.get('beta',
-                           1.0) == (2.0 if arm.endswith('beta2') else 1.0)
+                           1.0) == (3.0 if arm.endswith('beta3') else 1.0)
         hooks = cfg.custom_hooks
         assert [h.type
                 for h in hooks] == ([] if hook is None else ['DifficultyHook'])

@@ -11,6 +11,8 @@ from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
 from mmdiff.analysis.dump import load_dump
+from mmdiff.core import DifficultyState
+from mmdiff.core.records import EpochRecords
 from mmdiff.hooks import CHECKPOINT_KEY, DifficultyHook
 from mmdiff.models import SampleIdxMissingError, UnsupportedModelError
 from mmdiff.samplers import DifficultyClassAwareSampler
@@ -63,35 +65,46 @@ class RecordIndicesHook(Hook):
         self.indices[runner.epoch] = sampler._last_indices.tolist()
 
 
-def _spy_on_captures(hook: DifficultyHook, runner: Runner) -> List[dict]:
-    """What the capture hands the hook, step by step, as numpy."""
+def _spy_on_records(monkeypatch: Any, runner: Runner) -> tuple:
+    """What the hook keeps of every training step (EpochRecords.add), and
+    the objects it resets (DifficultyState.reset), as numpy."""
     steps: List[dict] = []
-    sink = hook._sink
+    resets: List[np.ndarray] = []
+    add, reset = EpochRecords.add, DifficultyState.reset
 
-    def spy(batch: Dict[str, Any]) -> None:
+    def spy_add(self: EpochRecords,
+                ids: torch.Tensor,
+                labels: torch.Tensor,
+                probs: torch.Tensor,
+                valid: Any = None) -> None:
         steps.append(
             dict(
                 epoch=runner.epoch,
-                num_gts=list(batch['num_gts']),
-                **{
-                    key: batch[key].detach().cpu().numpy().copy()
-                    for key in ('sample_idx', 'gt_index', 'labels', 'probs')
-                }))
-        sink(batch)
+                ids=ids.cpu().numpy().copy(),
+                labels=labels.cpu().numpy().copy(),
+                probs=probs.cpu().numpy().copy(),
+                valid=None if valid is None else valid.cpu().numpy().copy()))
+        add(self, ids, labels, probs, valid)
 
-    hook._sink = spy  # bound by before_train
-    return steps
+    def spy_reset(self: DifficultyState, ids: Any) -> None:
+        resets.append(np.asarray(ids).copy())
+        reset(self, ids)
+
+    monkeypatch.setattr(EpochRecords, 'add', spy_add)
+    monkeypatch.setattr(DifficultyState, 'reset', spy_reset)
+    return steps, resets
 
 
 @pytest.mark.parametrize('storage', ['dense', 'topk'])
 def test_real_run_difficulty_is_the_reference_of_its_predictions(
-        synthetic_lvis_root: str, tmp_path: Any, storage: str) -> None:
+        synthetic_lvis_root: str, tmp_path: Any, monkeypatch: Any,
+        storage: str) -> None:
     """A real Mask R-CNN run, end to end: capture, identity, state.
 
     Some images get other labels every other epoch, so a prediction that
     landed on the wrong object (or the wrong epoch's label) would not match
-    the dataset. The difficulty is then recomputed from the captured
-    predictions by the brute-force reference of ``tests/core``. Whether D
+    the dataset. The difficulty is then recomputed from the predictions the
+    hook kept by the brute-force reference of ``tests/core``. Whether D
     finds hard objects is measured by the detection evidence
     (docs/results.md), not by three 16-step epochs.
     """
@@ -110,7 +123,7 @@ def test_real_run_difficulty_is_the_reference_of_its_predictions(
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     runner = Runner.from_cfg(cfg)
     hook = _hook(runner)
-    steps = _spy_on_captures(hook, runner)
+    steps, resets = _spy_on_records(monkeypatch, runner)
     prior = runner.train_dataloader.batch_sampler.sampler.prior.copy()
     data_list = runner.train_dataloader.dataset.data_list
     runner.train()
@@ -126,30 +139,28 @@ def test_real_run_difficulty_is_the_reference_of_its_predictions(
         None if hook.state.storage == 'dense' else hook.state.topk)
     seen_flipped = 0
     for epoch in range(3):
-        changed = set()
         rows = []
         for step in (s for s in steps if s['epoch'] == epoch):
-            changed |= {
-                int(i)
-                for i, num in step['num_gts'] if num != len(kept[int(i)])
-            }
-            for img, gt, label, probs in zip(step['sample_idx'],
-                                             step['gt_index'], step['labels'],
-                                             step['probs']):
-                img, gt = int(img), int(gt)
+            valid = step['valid']
+            if valid is None:
+                valid = np.ones(step['ids'].size, dtype=bool)
+            for i, label, probs, ok in zip(step['ids'], step['labels'],
+                                           step['probs'], valid):
+                img = int(np.searchsorted(first, i, side='right') - 1)
+                gt = int(i) - first[img]
                 # The label is the one this epoch gave this very object.
                 want = kept[img][gt]['bbox_label'] if img not in original \
                     else (original[img][gt] + (epoch % 2) * 10) % 20
                 assert int(label) == want
                 seen_flipped += img in original and epoch % 2 == 1
-                if np.isfinite(probs).all():
-                    rows.append((first[img] + gt, probs, int(label), img))
-        rows = [r for r in rows if r[3] not in changed]
+                if ok and np.isfinite(probs).all():
+                    rows.append((int(i), probs, int(label)))
         ref.observe([r[0] for r in rows],
                     [r[1].astype(np.float64).tolist() for r in rows],
                     [r[2] for r in rows])
         ref.end_epoch()
-        ref.reset([first[i] + j for i in changed for j in range(len(kept[i]))])
+    # This pipeline keeps every object, so no image was reset.
+    assert resets == []
     assert seen_flipped > 0
     n = len(hook.instance_labels)
     assert n == ref.n

@@ -16,7 +16,9 @@ from mmengine.registry import DATA_SAMPLERS
 from torch.utils.data import DataLoader
 
 from mmdiff.core.frequency import frequency_groups
-from mmdiff.core.weights import lvis_repeat_factors, sampling_weights
+from mmdiff.core.repeat_factors import (instance_repeat_factors,
+                                        lvis_repeat_factors)
+from mmdiff.core.weights import sampling_weights
 from mmdiff.samplers import DifficultyClassAwareSampler, dataset_class_index
 
 MODULE = 'mmdiff.samplers.difficulty_class_aware_sampler'
@@ -308,6 +310,31 @@ def test_repeat_factor_scheme_matches_rfs_expectation():
     counts = np.bincount(list(sampler), minlength=8)
     # Expected count of image i is n r_i / sum r; noise TV ~ 0.005.
     assert _tv(counts.astype(float), factors) < 0.015
+
+
+def test_instance_repeat_factor_scheme_matches_irfs_expectation():
+    thr = 0.3
+    # Class 1 has many objects per image: IRFS repeats it less than RFS.
+    labels = [[0], [0, 1, 1, 1], [0], [0, 2], [0, 1, 1], [0], [3, 0, 0], []]
+    sampler = make(
+        labels, scheme='instance_repeat_factor', thr=thr, num_samples=40000)
+    # get_cat_ids lists one label per object.
+    counts = np.bincount([c for img in labels for c in img], minlength=4)
+    assert counts.tolist() == [8, 5, 1, 1]
+    factors = instance_repeat_factors(sampler.class_index, counts, thr)
+    np.testing.assert_allclose(sampler.prior, factors / factors.sum())
+    assert not np.allclose(factors,
+                           lvis_repeat_factors(sampler.class_index, thr))
+    # Flat difficulty is IRFS itself, in expectation over the draws.
+    sampler.set_difficulty(np.full(8, 0.7), epoch=0)
+    np.testing.assert_array_equal(sampler.probabilities, sampler.prior)
+    drawn = np.bincount(list(sampler), minlength=8)
+    assert _tv(drawn.astype(float), factors) < 0.015
+    # ... and difficulty multiplies it (beta 1).
+    d = np.arange(1.0, 9.0)
+    sampler.set_difficulty(d, epoch=0)
+    np.testing.assert_allclose(sampler.probabilities,
+                               factors * d / (factors * d).sum())
 
 
 def test_class_aware_matches_mmdet_class_aware_sampler():
