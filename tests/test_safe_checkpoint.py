@@ -378,3 +378,126 @@ def test_data_pickles_refuse_memory_corruption(tmp_path: Any) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.splitlines()[-1])
     assert all(v.startswith('refused:') for v in result.values()), result
+
+
+# ---------------------------------------------------------------------------
+# routes found in review: around the stand-ins rather than through them
+def build_on_a_stand_in(marker: str) -> bytes:
+    """BUILD on the module-level ndarray marker plants an attribute."""
+    return (PROTO + glob('numpy', 'ndarray') + b'}' + text('planted') +
+            text(marker) + b's' + b'b' + STOP)
+
+
+def counter_with_setstate(marker: str) -> bytes:
+    """torch's allowed Counter has a __dict__ and no __setstate__."""
+    return (PROTO + glob('collections', 'Counter') + b')R' + b'}' +
+            text('__setstate__') + glob('__builtin__', 'getattr') + b's' +
+            b'b' + STOP)
+
+
+def unfinished_buffer_in_ordered_dict(marker: str) -> bytes:
+    """An uncompleted HistoryBuffer hidden in an OrderedDict's __dict__."""
+    return (PROTO + glob('collections', 'OrderedDict') + b')R' + b'}' +
+            text('_metadata') +
+            glob('mmengine.logging.history_buffer', 'HistoryBuffer') +
+            b')\x81' + b's' + b'b' + STOP)
+
+
+def pending_array(shape: bytes = b'K\x00\x85', data: bytes = b'') -> bytes:
+    """_reconstruct(ndarray, (0,), b'b'), optionally built."""
+    out = (
+        glob('numpy._core.multiarray', '_reconstruct') +
+        glob('numpy', 'ndarray') + b'K\x00\x85' + raw(b'b') + b'\x87R')
+    if data is not None:
+        out += (b'(K\x01' + shape + dtype(
+            'u1', b'(K\x03' + text('|') + b'NNN' + b'J\xff\xff\xff\xff' * 2 +
+            b'K\x00t') + b'\x89' + raw(data) + b'tb')
+    return out
+
+
+def pending_array_in_a_key(marker: str) -> bytes:
+    """A tuple holding an uncompleted array, as a dict key."""
+    return (PROTO + b'}' + pending_array(data=None) + b'\x85' + b'K\x01s' +
+            STOP)
+
+
+def huge_shape(marker: str) -> bytes:
+    """A shape whose product a file could make slow to compute."""
+    big = (2**70).to_bytes(9, 'little', signed=True)
+    return (PROTO + pending_array(shape=b'\x8a\x09' + big + b'K\x00\x86') +
+            STOP)
+
+
+AROUND = [
+    build_on_a_stand_in, counter_with_setstate,
+    unfinished_buffer_in_ordered_dict, pending_array_in_a_key, huge_shape
+]
+
+
+@pytest.mark.parametrize('payload', AROUND, ids=lambda f: f.__name__)
+def test_routes_around_the_stand_ins_are_refused(payload: Any,
+                                                 tmp_path: Any) -> None:
+    from mmdiff.safe_load import load_pickle_data
+    from mmdiff.safe_load.stand_ins import _NDARRAY
+    marker = str(tmp_path / 'marker')
+    path = write_checkpoint(str(tmp_path / 'evil.pth'), payload(marker))
+    with pytest.raises(UnsafeCheckpointError):
+        load_checkpoint_file(path)
+    plain = tmp_path / 'batch'
+    plain.write_bytes(payload(marker))
+    with pytest.raises(UnsafeCheckpointError):
+        load_pickle_data(str(plain))
+    assert vars(_NDARRAY) == {}
+    assert not osp.exists(marker)
+
+
+def test_a_built_array_still_loads(tmp_path: Any) -> None:
+    """The helpers above build valid data when used as numpy does."""
+    from mmdiff.safe_load import load_pickle_data
+    payload = PROTO + pending_array(
+        shape=b'K\x02K\x01\x86', data=b'\x01\x02') + STOP
+    plain = tmp_path / 'batch'
+    plain.write_bytes(payload)
+    np.testing.assert_array_equal(load_pickle_data(str(plain)), [[1], [2]])
+    path = write_checkpoint(str(tmp_path / 'ok.pth'), payload)
+    np.testing.assert_array_equal(load_checkpoint_file(path), [[1], [2]])
+
+
+def test_another_librarys_safe_globals_do_not_widen_the_list(
+        tmp_path: Any) -> None:
+    """A process-wide add_safe_globals([getattr, HistoryBuffer]) (the usual
+    torch >= 2.6 work-around) must not replace mmdiff's stand-ins, and is
+    still there after mmdiff's loads."""
+    marker = str(tmp_path / 'marker')
+    path = write_checkpoint(str(tmp_path / 'evil.pth'), eval_chain(marker))
+    before = torch.serialization.get_safe_globals()
+    torch.serialization.add_safe_globals([getattr, HistoryBuffer])
+    try:
+        for _ in range(8):  # torch reads its set in hash order
+            with pytest.raises(UnsafeCheckpointError):
+                load_checkpoint_file(path)
+        assert not osp.exists(marker)
+        after = torch.serialization.get_safe_globals()
+        assert set(after) == set(before) | {getattr, HistoryBuffer}
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
+
+
+def test_names_of_stand_ins_cannot_be_allowed() -> None:
+    from mmdiff.compat import allow_checkpoint_types
+    for real in (getattr, HistoryBuffer, np.dtype):
+        with pytest.raises(ValueError, match='stand-in'):
+            allow_checkpoint_types([real])
+
+
+def test_data_pickles_refuse_object_construction(tmp_path: Any) -> None:
+    from mmdiff.safe_load import load_pickle_data
+    path = tmp_path / 'batch'
+    # NEWOBJ on an allowed name, and a set holding a pending array
+    for payload in (PROTO + glob('numpy', 'ndarray') + b')\x81' + STOP,
+                    b'\x80\x04\x8f(' + pending_array(data=None) + b'\x90' +
+                    STOP):
+        path.write_bytes(payload)
+        with pytest.raises(UnsafeCheckpointError):
+            load_pickle_data(str(path))

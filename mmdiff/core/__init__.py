@@ -10,7 +10,7 @@ from .diagnostics import sampling_diagnostics
 from .frequency import (LVIS_FREQUENCY_GROUPS, LVIS_FREQUENCY_THRESHOLDS,
                         frequency_groups, frequency_of_counts)
 from .psi import psi_split, psi_split_compressed, psi_split_from_prior
-from .records import EpochRecords, observe_into
+from .records import EpochRecords, merge_parts, observe_into
 from .repeat_factors import instance_repeat_factors, lvis_repeat_factors
 from .state import DifficultyState
 from .topk_codec import TopkRecord, compress, decompress
@@ -20,7 +20,7 @@ from .weights import (SCHEMES, check_image_difficulty, check_scheme_args,
 __all__ = [
     'psi_split', 'psi_split_compressed', 'psi_split_from_prior',
     'DifficultyState', 'compress', 'decompress', 'TopkRecord', 'EpochRecords',
-    'observe_into', 'image_difficulty', 'instance_offsets',
+    'merge_parts', 'observe_into', 'image_difficulty', 'instance_offsets',
     'instance_to_image', 'ImageClassIndex', 'DatasetIndex', 'SCHEMES',
     'LVIS_FREQUENCY_GROUPS', 'check_image_difficulty', 'check_scheme_args',
     'lvis_repeat_factors', 'instance_repeat_factors', 'sampling_weights',

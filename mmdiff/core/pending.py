@@ -61,8 +61,14 @@ class PendingObservations:
 
     def add(self, ids: torch.Tensor, labels: torch.Tensor,
             payload: Tuple[torch.Tensor, ...], prior: torch.Tensor) -> None:
-        """Keep one call's rows (tensors the caller no longer changes)."""
-        self.chunks.append((ids, labels, payload, prior))
+        """Keep a copy of one call's rows.
+
+        A copy: the tensors may share memory with the caller's arrays
+        (``torch.from_numpy``), which the caller may change before the
+        epoch ends.
+        """
+        self.chunks.append((ids.clone(), labels.clone(),
+                            tuple(t.clone() for t in payload), prior.clone()))
 
     def tensors(self) -> List[torch.Tensor]:
         """Every tensor held, for byte counts."""

@@ -21,7 +21,7 @@ from .psi import psi_split_from_prior
 from .state import DifficultyState
 from .topk_codec import compress
 
-__all__ = ['EpochRecords', 'observe_into']
+__all__ = ['EpochRecords', 'merge_parts', 'observe_into']
 
 RECORD_KEYS = ('true_prob', 'top_idx', 'top_prob', 'rest')
 
@@ -55,11 +55,12 @@ class EpochRecords:
             ids: torch.Tensor,
             labels: torch.Tensor,
             probs: torch.Tensor,
-            valid: Optional[torch.Tensor] = None) -> None:
+            valid: Optional[torch.Tensor] = None,
+            step: int = 0) -> None:
         """Keep one step's observations (no host synchronisation).
 
-        Rows with a NaN / inf probability, or where ``valid`` is False, are
-        counted and never reach the state.
+        Rows with a NaN / inf probability (counted as ``invalid``), or
+        where ``valid`` is False, never reach the state.
 
         Args:
             ids (torch.Tensor): (n,) instance ids.
@@ -67,10 +68,18 @@ class EpochRecords:
             probs (torch.Tensor): (n, K) probabilities (fp32).
             valid (torch.Tensor, optional): (n,) bool, rows to keep.
                 Defaults to None (all finite rows).
+            step (int): The training iteration that made them; records of
+                several processes are put back in this order
+                (:func:`merge_parts`). Defaults to 0.
         """
         finite = torch.isfinite(probs).all(dim=1)
         valid = finite if valid is None else valid & finite
-        batch = dict(ids=ids, labels=labels, valid=valid)
+        batch = dict(
+            ids=ids,
+            labels=labels,
+            valid=valid,
+            finite=finite,
+            step=torch.full_like(ids, int(step), dtype=torch.int64))
         if self.topk is None:
             batch['probs'] = probs
         else:
@@ -88,10 +97,11 @@ class EpochRecords:
         """The valid observations so far, on the CPU; then start afresh.
 
         Returns:
-            dict: ``num`` (observations) and ``invalid`` (those dropped),
-            and when any is valid ``ids``, ``labels`` and either ``probs``
-            or the record arrays with ``prior_dl`` / ``prior_du``, as
-            numpy arrays in observation order.
+            dict: ``num`` (observations) and ``invalid`` (those with a
+            NaN / inf probability), and when any is valid ``ids``,
+            ``labels``, ``step`` and either ``probs`` or the record arrays
+            with ``prior_dl`` / ``prior_du``, as numpy arrays in
+            observation order.
         """
         batches, self._batches = self._batches, []
         out: Dict[str, object] = dict(
@@ -99,12 +109,45 @@ class EpochRecords:
         if not batches:
             return out
         valid = torch.cat([b['valid'] for b in batches]).cpu()
-        out['invalid'] = int((~valid).sum())
+        finite = torch.cat([b['finite'] for b in batches])
+        out['invalid'] = int((~finite).sum())
         for key in batches[0]:
-            if key != 'valid':
+            if key not in ('valid', 'finite'):
                 out[key] = torch.cat([b[key]
                                       for b in batches]).cpu()[valid].numpy()
         return out
+
+
+def merge_parts(parts: List[Dict[str, object]]) -> Dict[str, object]:
+    """One part from the :meth:`EpochRecords.take` of several processes.
+
+    The state keeps the *last* prediction of an instance in an epoch. An
+    image drawn twice may be trained on two ranks; the later one is the one
+    made at the later step, whatever the rank. So the rows are put in step
+    order, ties (the same step, the same weights) in the order of ``parts``
+    (rank order, the same on every rank).
+
+    Args:
+        parts (list[dict]): One :meth:`EpochRecords.take` per process, in
+            rank order.
+
+    Returns:
+        dict: ``num`` and ``invalid`` summed, and the rows of every part in
+        (step, part) order when any part has rows.
+    """
+    out: Dict[str, object] = dict(
+        num=sum(int(p['num']) for p in parts),
+        invalid=sum(int(p['invalid']) for p in parts))
+    full = [p for p in parts if 'ids' in p]
+    if not full:
+        return out
+    keys = [k for k in full[0] if k not in ('num', 'invalid')]
+    for key in keys:
+        out[key] = np.concatenate([np.asarray(p[key]) for p in full])
+    order = np.argsort(out['step'], kind='stable')
+    for key in keys:
+        out[key] = out[key][order]
+    return out
 
 
 def observe_into(state: DifficultyState,

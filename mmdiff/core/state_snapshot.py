@@ -40,8 +40,9 @@ class StateSnapshot:
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` snapshot exactly.
 
-        The checkpoint's c, storage, topk and epoch replace this object's
-        (a warning says when c differs from the configured one).
+        The checkpoint's c, storage, topk, first term and epoch replace
+        this object's (a warning says which differ from the configured
+        ones).
 
         Args:
             state_dict (Mapping[str, Any]): A snapshot from
@@ -66,6 +67,11 @@ class StateSnapshot:
             warnings.warn(
                 f'DifficultyState: using c={c} from the checkpoint instead '
                 f'of the configured c={self.c}')
+        if (storage, topk) != (self.storage, self.topk):
+            warnings.warn(
+                f'DifficultyState: using storage={storage!r}, topk={topk} '
+                f'from the checkpoint instead of the configured '
+                f'storage={self.storage!r}, topk={self.topk}')
         self.c, self.storage, self.topk = c, storage, topk
         self._allocate()
         for name, target in self._tensors().items():

@@ -54,7 +54,8 @@ def sample_idx_of(data_sample: Any) -> int:
     return int(meta[SAMPLE_IDX])
 
 
-def check_pipeline_keeps_sample_idx(dataset: Any) -> None:
+def check_pipeline_keeps_sample_idx(dataset: Any,
+                                    which: str = 'train pipeline') -> None:
     """Fail before training when a Pack transform drops ``sample_idx``.
 
     Every dataset that holds images is checked (the parts of a
@@ -62,6 +63,8 @@ def check_pipeline_keeps_sample_idx(dataset: Any) -> None:
 
     Args:
         dataset: The (wrapped) dataset whose pipelines are checked.
+        which (str): What the pipeline is, for the message. Defaults to
+            'train pipeline'.
 
     Raises:
         SampleIdxMissingError: Naming the transform and the fix.
@@ -74,10 +77,10 @@ def check_pipeline_keeps_sample_idx(dataset: Any) -> None:
             if name.startswith('Pack') and meta_keys is not None and \
                     SAMPLE_IDX not in meta_keys:
                 raise SampleIdxMissingError(
-                    f'The train pipeline\'s {name} drops \'sample_idx\' (its '
+                    f'The {which}\'s {name} drops \'sample_idx\' (its '
                     f'meta_keys are {tuple(meta_keys)}), which DifficultyHook '
                     'needs to know which image each prediction belongs to. '
-                    'Add it to the train pipeline:\n'
+                    f'Add it to the {which}:\n'
                     f'    dict(type=\'{name}\', {PACK_META_KEYS})')
 
 

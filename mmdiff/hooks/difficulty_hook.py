@@ -25,33 +25,17 @@ from mmdiff.analysis.dump import write_epoch, write_index
 from mmdiff.core import (LVIS_FREQUENCY_GROUPS, UNSEEN_POLICIES,
                          DifficultyState, fill_unseen, frequency_of_counts,
                          image_difficulty, instance_offsets, instance_to_image)
-from mmdiff.core.records import EpochRecords, observe_into
+from mmdiff.core.records import EpochRecords, merge_parts, observe_into
 from mmdiff.datasets.sample_idx import check_pipeline_keeps_sample_idx
 from mmdiff.models.probability_capture import build_capture
 from mmdiff.samplers import DifficultyClassAwareSampler
 from .epoch_log import dump_dir, epoch_scalars, log_epoch
 from .eval_pass import build_eval_pass_loader, eval_pass_options, run_eval_pass
+from .runner_checks import check_epoch_based, find_sampler
 
 __all__ = ['DifficultyHook', 'CHECKPOINT_KEY']
 
 CHECKPOINT_KEY = 'mmdiff_difficulty'
-
-
-def find_sampler(runner: Any) -> Any:
-    """The train sampler, as mmengine's DistSamplerSeedHook finds it."""
-    loader = runner.train_dataloader
-    sampler = getattr(loader, 'sampler', None)
-    if not isinstance(sampler, DifficultyClassAwareSampler):
-        batch_sampler = getattr(loader, 'batch_sampler', None)
-        sampler = getattr(batch_sampler, 'sampler', sampler)
-    if not isinstance(sampler, DifficultyClassAwareSampler):
-        raise TypeError(
-            'DifficultyHook re-samples through DifficultyClassAwareSampler, '
-            f'but the train dataloader uses {type(sampler).__name__}. Set '
-            "train_dataloader.sampler = dict(type='DifficultyClassAware"
-            "Sampler') (with batch_sampler=dict(type='AspectRatioBatch"
-            "Sampler') for mmdet), or remove the hook.")
-    return sampler
 
 
 @HOOKS.register_module()
@@ -157,11 +141,13 @@ class DifficultyHook(Hook):
         self._records = EpochRecords()
         self._changed_images: set = set()
         self._loaded: Optional[dict] = None
+        self._step = 0
 
     # ------------------------------------------------------------------
     # set-up
     def before_train(self, runner: Any) -> None:
         """Check the set-up, build the state, start capturing."""
+        check_epoch_based(runner.train_loop)
         self.sampler = find_sampler(runner)
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
@@ -176,7 +162,8 @@ class DifficultyHook(Hook):
                     k: v
                     for k, v in self.eval_pass.items() if k != 'interval'
                 })
-            check_pipeline_keeps_sample_idx(self._eval_loader.dataset)
+            check_pipeline_keeps_sample_idx(self._eval_loader.dataset,
+                                            'eval pass pipeline')
 
         # The sampler's walk of the dataset: objects of every unique image.
         index = self.index = self.sampler.dataset_index
@@ -201,10 +188,12 @@ class DifficultyHook(Hook):
             topk=self.topk,
             device=self.state_device,
             first_term=self.first_term)
-        self._records = EpochRecords(None if self.state.storage ==
-                                     'dense' else self.state.topk)
         self.nan_rows = 0
         self._restore(runner)
+        # After the restore: a checkpoint's storage and k replace the
+        # configured ones, and the records must be made for them.
+        self._records = EpochRecords(None if self.state.storage ==
+                                     'dense' else self.state.topk)
         if self.dump and is_main_process():
             self._dump_index(runner)
         runner.logger.info(
@@ -221,6 +210,12 @@ class DifficultyHook(Hook):
             head = head[-1] if isinstance(head, torch.nn.ModuleList) else head
             return int(head.num_classes) + 1  # + background
         return int(model.head.num_classes)
+
+    def before_train_iter(self,
+                          runner: Any,
+                          batch_idx: int,
+                          data_batch: Any = None) -> None:
+        self._step = runner.iter  # orders the ranks' records (merge_parts)
 
     def after_train(self, runner: Any) -> None:
         if self._capture is not None:
@@ -246,20 +241,17 @@ class DifficultyHook(Hook):
         sample_idx, gt_index = batch['sample_idx'], batch['gt_index']
         valid = gt_index < offsets[sample_idx + 1] - offsets[sample_idx]
         self._records.add(offsets[sample_idx] + gt_index, batch['labels'],
-                          probs, valid)
+                          probs, valid, self._step)
 
     def _gather_records(self) -> Dict[str, Any]:
-        """This epoch's valid records of all ranks, rank 0's first."""
-        local = self._records.take()
-        local['changed'] = self._changed_images
+        """This epoch's valid records of all ranks, in step order."""
+        local = dict(part=self._records.take(), changed=self._changed_images)
         self._changed_images = set()
         _, world_size = get_dist_info()
         parts = all_gather_object(local) if world_size > 1 else [local]
-        return dict(
-            num=sum(p['num'] for p in parts),
-            invalid=sum(p['invalid'] for p in parts),
-            changed=set().union(*(p['changed'] for p in parts)),
-            parts=parts)
+        merged = merge_parts([p['part'] for p in parts])
+        merged['changed'] = set().union(*(p['changed'] for p in parts))
+        return merged
 
     # ------------------------------------------------------------------
     # epoch end
@@ -274,10 +266,9 @@ class DifficultyHook(Hook):
         merged = self._gather_records()
         state = self.state
         changed = sorted(merged['changed'])
-        for part in merged['parts']:
-            if 'ids' in part:
-                keep = ~np.isin(self.instance_image[part['ids']], changed)
-                observe_into(state, part, keep)
+        if 'ids' in merged:
+            keep = ~np.isin(self.instance_image[merged['ids']], changed)
+            observe_into(state, merged, keep)
         updated = state.end_epoch()
         if changed:
             ids = np.concatenate([

@@ -101,6 +101,8 @@ def build_eval_pass_loader(runner: Any,
     cfg = runner.cfg
     if pipeline is None:
         pipeline = eval_pass_pipeline(cfg.test_dataloader.dataset.pipeline)
+    else:
+        pipeline = keep_sample_idx(pipeline)
     loader = runner.build_dataloader(
         dict(
             dataset=_unique_images(cfg.train_dataloader.dataset, pipeline),

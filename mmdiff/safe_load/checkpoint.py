@@ -7,18 +7,28 @@ accept and why is in :mod:`mmdiff.safe_load.stand_ins`.
 """
 import os.path as osp
 import pickle
-from typing import Any, Iterable, List, Optional
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, List, Optional
 
 import torch
 
-from .stand_ins import (DamagedCheckpointError, UnsafeCheckpointError,
-                        finished, stand_ins)
+from .finish import finished
+from .stand_ins import DamagedCheckpointError, UnsafeCheckpointError, stand_ins
 
 __all__ = [
     'allow_checkpoint_types', 'checkpoint_allow_list', 'load_checkpoint_file'
 ]
 
 _EXTRA_ALLOWED: List[Any] = []
+# torch keeps one process-wide list of user-allowed globals; a load swaps
+# it for mmdiff's exact list under this lock (see _only_these_globals).
+_LOAD_LOCK = threading.Lock()
+
+
+def _pickle_name(obj: Any) -> str:
+    return f'{getattr(obj, "__module__", "")}.' \
+        f'{getattr(obj, "__qualname__", "")}'
 
 
 def allow_checkpoint_types(types: Iterable[Any]) -> None:
@@ -30,8 +40,21 @@ def allow_checkpoint_types(types: Iterable[Any]) -> None:
 
     Args:
         types (Iterable): classes or functions to allow when unpickling.
+
+    Raises:
+        ValueError: A type pickles under a name mmdiff resolves to a
+            stand-in (``getattr``, ``HistoryBuffer``, numpy's dtype /
+            array names): allowing the real object would reopen what the
+            stand-in closes.
     """
+    taken = {name for _, name in stand_ins()}
     for t in types:
+        if _pickle_name(t) in taken:
+            raise ValueError(
+                f'{_pickle_name(t)} is resolved by an mmdiff stand-in that '
+                'accepts exactly what mmengine / numpy write; allowing the '
+                'real object would let a checkpoint reach more than that '
+                '(see mmdiff.safe_load.stand_ins).')
         if t not in _EXTRA_ALLOWED:
             _EXTRA_ALLOWED.append(t)
 
@@ -51,11 +74,38 @@ def _unsafe_globals(filename: str) -> List[str]:
     except Exception:  # best effort: only used to word the error
         return []
     allowed = {name for _, name in stand_ins()}
-    allowed |= {
-        f'{getattr(t, "__module__", "")}.{getattr(t, "__qualname__", "")}'
-        for t in _EXTRA_ALLOWED
-    }
+    allowed |= {_pickle_name(t) for t in _EXTRA_ALLOWED}
     return [g for g in found if g not in allowed]
+
+
+def _entry_name(entry: Any) -> str:
+    """The pickle name torch gives an entry of its safe-globals list."""
+    return entry[1] if isinstance(entry, tuple) else _pickle_name(entry)
+
+
+@contextmanager
+def _only_these_globals(entries: List[Any]) -> Iterator[None]:
+    """torch's user-allowed globals, with ``entries`` winning every name.
+
+    ``torch.serialization.safe_globals`` adds to a process-wide set, and
+    when two entries share a pickle name the one torch meets last wins: an
+    earlier ``add_safe_globals([getattr])`` anywhere in the process would
+    then stand in for mmdiff's ``getattr``. So, under a lock, the entries
+    whose names mmdiff's list uses leave the set for the load, and the set
+    is restored afterwards.
+    """
+    serialization = torch.serialization
+    ours = {_entry_name(e) for e in entries}
+    with _LOAD_LOCK:
+        saved = serialization.get_safe_globals()
+        serialization.clear_safe_globals()
+        try:
+            serialization.add_safe_globals(
+                [e for e in saved if _entry_name(e) not in ours] + entries)
+            yield
+        finally:
+            serialization.clear_safe_globals()
+            serialization.add_safe_globals(saved)
 
 
 def load_checkpoint_file(filename: str,
@@ -81,7 +131,7 @@ def load_checkpoint_file(filename: str,
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
     try:
-        with torch.serialization.safe_globals(checkpoint_allow_list()):
+        with _only_these_globals(checkpoint_allow_list()):
             loaded = torch.load(
                 filename, map_location=map_location, weights_only=True)
         return finished(loaded)

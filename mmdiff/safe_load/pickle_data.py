@@ -1,29 +1,63 @@
 """Read plain-data pickle files (the CIFAR archives) without running code.
 
 The CIFAR "python version" archives are pickles of dicts, lists, bytes and
-numpy arrays. :func:`load_pickle_data` reads them with a
-``pickle.Unpickler`` whose ``find_class`` resolves only the stand-ins of
-:mod:`mmdiff.safe_load.stand_ins` (the same ones checkpoints get, plus
-``_codecs.encode``, which torch allows for checkpoints on its own), so a
-file can build data and nothing else; every other global is refused with
-:class:`~mmdiff.safe_load.UnsafeCheckpointError`.
+numpy arrays. :func:`load_pickle_data` reads them with Python's own
+(pure-Python) unpickler, narrowed to data:
+
+- a global resolves only to numpy's stand-ins of
+  :mod:`mmdiff.safe_load.stand_ins` and ``_codecs.encode`` (how protocol 2
+  writes bytes); ``getattr`` and ``HistoryBuffer``, which checkpoints
+  need, are not on this list;
+- REDUCE calls only those stand-ins; BUILD only completes a pending numpy
+  array or dtype (a plain unpickler would BUILD any object, e.g. plant
+  attributes on a module-level stand-in);
+- opcodes that make objects of a class (INST, OBJ, NEWOBJ, NEWOBJ_EX), the
+  extension registry (EXT1/2/4), persistent ids and out-of-band buffers
+  are refused.
+
+Everything else is refused with
+:class:`~mmdiff.safe_load.UnsafeCheckpointError`. A stand-in's name cannot
+be spelled by a GLOBAL either: the pending classes are not in the table.
 """
 import pickle
-from typing import Any, Dict
+from typing import Any, Callable, Dict
 
+from .finish import finished
 from .stand_ins import (DamagedCheckpointError, UnsafeCheckpointError,
-                        codecs_encode, finished, stand_ins)
+                        codecs_encode, pending_types, stand_ins)
 
 __all__ = ['load_pickle_data']
 
 # Python 2 wrote these modules under their old names.
 _OLD_NAMES = {'__builtin__': 'builtins', 'copy_reg': 'copyreg'}
+# numpy's names only: CIFAR pickles hold no HistoryBuffer, no getattr.
+_NUMPY_PREFIXES = ('numpy.', 'builtins.bytes')
 
 
-class _DataUnpickler(pickle.Unpickler):
-    """Resolves the stand-ins only; no persistent ids."""
+def _data_table() -> Dict[str, Any]:
+    table = {
+        name: obj
+        for obj, name in stand_ins() if name.startswith(_NUMPY_PREFIXES)
+    }
+    table['_codecs.encode'] = codecs_encode
+    return table
+
+
+def _refused(opcode: str) -> Callable[[Any], None]:
+
+    def load(self: Any) -> None:
+        raise UnsafeCheckpointError(
+            f'the file uses the pickle opcode {opcode}, which plain data '
+            'never needs')
+
+    return load
+
+
+class _DataUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+    """Python's unpickler, narrowed to data (see the module docstring)."""
 
     table: Dict[str, Any] = {}
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
     def find_class(self, module: str, name: str) -> Any:
         full = f'{_OLD_NAMES.get(module, module)}.{name}'
@@ -35,6 +69,29 @@ class _DataUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafeCheckpointError('the file refers to persistent objects')
+
+    def load_reduce(self) -> None:
+        func = self.stack[-2]
+        if not any(func is obj for obj in self.table.values()):
+            raise UnsafeCheckpointError(
+                'the file calls something that is not a numpy stand-in')
+        super().load_reduce()
+
+    def load_build(self) -> None:
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if type(inst) not in pending_types():
+            raise UnsafeCheckpointError(
+                f'the file builds a {type(inst).__name__}; only numpy '
+                'arrays and dtypes are built')
+        inst.__setstate__(state)
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
+    dispatch[pickle.BUILD[0]] = load_build
+    for _name in ('INST', 'OBJ', 'NEWOBJ', 'NEWOBJ_EX', 'EXT1', 'EXT2', 'EXT4',
+                  'NEXT_BUFFER', 'READONLY_BUFFER', 'PERSID', 'BINPERSID'):
+        dispatch[getattr(pickle, _name)[0]] = _refused(_name)
+    del _name
 
 
 def load_pickle_data(path: str, encoding: str = 'bytes') -> Any:
@@ -54,9 +111,7 @@ def load_pickle_data(path: str, encoding: str = 'bytes') -> Any:
         DamagedCheckpointError: The file is not a readable pickle.
     """
     if not _DataUnpickler.table:
-        table = {name: obj for obj, name in stand_ins()}
-        table['_codecs.encode'] = codecs_encode
-        _DataUnpickler.table = table
+        _DataUnpickler.table = _data_table()
     with open(path, 'rb') as f:
         try:
             return finished(_DataUnpickler(f, encoding=encoding).load())

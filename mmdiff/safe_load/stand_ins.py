@@ -46,15 +46,29 @@ What a pickle could reach through each name, and the stand-in's answer:
   Stand-in: ``bytes()`` with no argument only.
 
 Pending objects' classes are registered under names that contain a
-newline, which no GLOBAL opcode can spell: BUILD may run their strict
-``__setstate__``, but no pickle can call or instantiate them. When the
-load ends, every pending object is replaced by the real array, dtype or
-scalar it stands for, and any object that was never completed is refused.
-What torch allows by default (tensors, storages, ``OrderedDict``, ...) is
-torch's own list. ``allow_checkpoint_types`` adds types a user trusts,
-on purpose. ``tests/test_safe_checkpoint.py`` feeds crafted pickles for
-each route above and a fuzzed real checkpoint; the same stand-ins read
-the CIFAR archives (:mod:`mmdiff.safe_load.pickle_data`).
+newline: torch's weights-only unpickler reads names only through the
+line-based GLOBAL opcode (it has no STACK_GLOBAL), so no pickle can name
+them; BUILD may run their strict ``__setstate__``, but nothing can call or
+instantiate them. When the load ends (:mod:`mmdiff.safe_load.finish`),
+every pending object is replaced by the real array, dtype or scalar it
+stands for, and a load that leaves any stand-in behind, or an object
+carrying a planted ``__setstate__``, is refused.
+
+What this guarantees: the only code a checkpoint can make run is torch's
+own allow-list (tensors, storages, ``OrderedDict``, ``Counter``, ...),
+these stand-ins, and what they call with arguments they have checked:
+``HistoryBuffer.__init__`` (when a pickle calls the class) and
+``HistoryBuffer.__setstate__`` with a cleaned state. Everything a load
+returns is data. During a load, on every name this list uses, torch's
+process-wide list of user-allowed globals holds only this list's entry
+(:mod:`mmdiff.safe_load.checkpoint`), so another library's
+``add_safe_globals([getattr])`` cannot replace a stand-in. A type a user adds
+with ``allow_checkpoint_types`` is unpickled by torch's rules, on
+purpose; names a stand-in owns cannot be added.
+``tests/test_safe_checkpoint.py`` feeds crafted pickles for each route
+above and a fuzzed real checkpoint; the CIFAR archives are read through
+the numpy stand-ins by a narrowed unpickler
+(:mod:`mmdiff.safe_load.pickle_data`).
 """
 import math
 import pickle
@@ -64,7 +78,8 @@ import numpy as np
 from mmengine.logging.history_buffer import HistoryBuffer
 
 __all__ = [
-    'UnsafeCheckpointError', 'DamagedCheckpointError', 'stand_ins', 'finished'
+    'UnsafeCheckpointError', 'DamagedCheckpointError', 'stand_ins',
+    'pending_types'
 ]
 
 STATISTICS = ('min', 'max', 'current', 'mean')
@@ -87,7 +102,7 @@ class DamagedCheckpointError(ValueError):
 def _refuse(what: str) -> UnsafeCheckpointError:
     return UnsafeCheckpointError(
         f'{what}; mmdiff loads checkpoints as data only (see '
-        'mmdiff.safe_checkpoint) and refuses what a genuine mmengine / '
+        'mmdiff.safe_load.stand_ins) and refuses what a genuine mmengine / '
         'numpy checkpoint never holds')
 
 
@@ -202,8 +217,11 @@ class _PendingArray:
             raise _refuse('a numpy array state numpy never writes')
         version, shape, dtype, fortran, data = state
         dtype = _built_dtype(dtype)
-        if version != 1 or type(shape) is not tuple or not all(
-                type(n) is int and n >= 0 for n in shape) or \
+        # numpy allows 64 dimensions of at most 2**63 - 1 each; checked
+        # before the product, which a file could make arbitrarily slow.
+        if version != 1 or type(shape) is not tuple or len(shape) > 64 or \
+                not all(type(n) is int and 0 <= n < 2**63
+                        for n in shape) or \
                 type(fortran) is not bool or type(data) is not bytes:
             raise _refuse('a numpy array state numpy never writes')
         if len(data) != math.prod(shape) * dtype.itemsize:
@@ -312,51 +330,6 @@ def stand_ins() -> List[Tuple[Any, str]]:
     return pairs
 
 
-# ---------------------------------------------------------------------------
-# after the load
-def finished(obj: Any) -> Any:
-    """A loaded object with every pending object made real.
-
-    Raises:
-        UnsafeCheckpointError: A pending object was never completed, or is
-            a dict key or set member.
-    """
-    return _finished(obj, {})
-
-
-def _finished(obj: Any, memo: Dict[int, Any]) -> Any:
-    """``obj`` with every pending object replaced by what it stands for."""
-    key = id(obj)
-    if key in memo:
-        return memo[key]
-    kind = type(obj)
-    if kind is _PendingArray:
-        if obj.array is None:
-            raise _refuse('a numpy array is never completed')
-        memo[key] = obj.array
-    elif kind is _PendingDtype:
-        memo[key] = _built_dtype(obj)
-    elif kind is _HistoryBufferStandIn:
-        raise _refuse('a HistoryBuffer is created without its state')
-    elif isinstance(obj, dict):
-        memo[key] = obj
-        for name in list(obj):
-            if type(name) in (_PendingArray, _PendingDtype):
-                raise _refuse('a numpy object is a dict key')
-            obj[name] = _finished(obj[name], memo)
-    elif kind is list:
-        memo[key] = obj
-        obj[:] = [_finished(v, memo) for v in obj]
-    elif kind is tuple:
-        memo[key] = obj  # a tuple cannot contain itself
-        memo[key] = tuple(_finished(v, memo) for v in obj)
-    elif kind in (set, frozenset):
-        if any(type(v) in (_PendingArray, _PendingDtype) for v in obj):
-            raise _refuse('a numpy object is in a set')
-        memo[key] = obj
-    else:
-        memo[key] = obj
-        state = getattr(obj, '__dict__', None)  # HistoryBuffer, tensors
-        if type(state) is dict and state:
-            _finished(state, memo)
-    return memo[key]
+def pending_types() -> Tuple[type, ...]:
+    """The classes a BUILD may complete: pending numpy dtypes and arrays."""
+    return (_PendingDtype, _PendingArray)

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmdiff.core import DifficultyState, EpochRecords, observe_into
+from mmdiff.core import (DifficultyState, EpochRecords, merge_parts,
+                         observe_into)
 
 
 def _rows(seed: int, n: int, num_classes: int) -> tuple:
@@ -41,7 +42,9 @@ def test_invalid_rows_are_counted_and_dropped() -> None:
         torch.arange(4), labels, probs, torch.tensor([True, True, True,
                                                       False]))
     part = records.take()
-    assert part['num'] == 4 and part['invalid'] == 2
+    # Only the NaN row counts as invalid; the row the caller marked (an
+    # object its image no longer has) is dropped without being counted.
+    assert part['num'] == 4 and part['invalid'] == 1
     assert part['ids'].tolist() == [0, 2]
     assert set(part) >= {
         'true_prob', 'top_idx', 'top_prob', 'rest', 'prior_dl', 'prior_du'
@@ -59,3 +62,41 @@ def test_an_empty_epoch() -> None:
     state = DifficultyState(3, 4)
     observe_into(state, part)
     assert state.end_epoch() == 0
+
+
+def test_merge_puts_the_ranks_records_in_step_order() -> None:
+    """The last prediction of an epoch is the one of the latest step.
+
+    Rank 1 sees object 4 at step 0, rank 0 at step 3: rank 0's wins,
+    although rank 1 comes later in rank order. Object 2 is seen by both
+    at step 1: the same weights, so rank order decides (rank 1).
+    """
+    num_classes = 5
+    probs = {
+        name: row
+        for name, row in zip(('r0_s1', 'r0_s3', 'r1_s0', 'r1_s1'),
+                             _rows(3, 4, num_classes)[0])
+    }
+    labels = torch.tensor([1])
+    rank0, rank1 = EpochRecords(), EpochRecords()
+    rank0.add(torch.tensor([2]), labels, probs['r0_s1'][None], step=1)
+    rank0.add(torch.tensor([4]), labels, probs['r0_s3'][None], step=3)
+    rank1.add(torch.tensor([4]), labels, probs['r1_s0'][None], step=0)
+    rank1.add(torch.tensor([2]), labels, probs['r1_s1'][None], step=1)
+    merged = merge_parts([rank0.take(), rank1.take(), EpochRecords().take()])
+    assert merged['num'] == 4 and merged['invalid'] == 0
+    assert merged['step'].tolist() == [0, 1, 1, 3]
+    assert merged['ids'].tolist() == [4, 2, 2, 4]
+
+    state = DifficultyState(6, num_classes)
+    observe_into(state, merged)
+    state.end_epoch()
+    expected = DifficultyState(6, num_classes)
+    expected.observe([2, 4], torch.stack([probs['r1_s1'], probs['r0_s3']]),
+                     [1, 1])
+    expected.end_epoch()
+    np.testing.assert_array_equal(state.difficulty(), expected.difficulty())
+
+
+def test_merge_of_empty_parts() -> None:
+    assert merge_parts([EpochRecords().take()] * 2) == dict(num=0, invalid=0)

@@ -167,6 +167,37 @@ def test_last_observation_wins(storage: str, topk: int) -> None:
     assert state.difficulty()[2] == 1.0
 
 
+@pytest.mark.parametrize('storage,topk,compressed', [('dense', 8, False),
+                                                     ('topk', 2, False),
+                                                     ('dense', 2, True),
+                                                     ('topk', 2, True)])
+def test_observations_are_copied(storage: str, topk: int,
+                                 compressed: bool) -> None:
+    """A caller may reuse its arrays before the epoch ends."""
+    ids, labels = np.array([0, 1]), np.array([0, 0])
+    rows = np.concatenate([with_true_prob(t) for t in (0.9, 0.2)])
+    state = DifficultyState(3, 5, storage=storage, topk=topk)
+    ref = DifficultyState(3, 5, storage=storage, topk=topk)
+    if compressed:
+        record = [
+            r.numpy() for r in compress(
+                torch.from_numpy(rows), torch.from_numpy(labels), 2)
+        ]
+        state.observe_compressed(ids, labels, *record)
+        ref.observe_compressed(ids.copy(), labels.copy(),
+                               *(r.copy() for r in record))
+        for array in record:
+            array[...] = 0
+    else:
+        state.observe(ids, rows, labels)
+        ref.observe(ids.copy(), rows.copy(), labels.copy())
+    ids[:], labels[:], rows[...] = 2, 1, 0.2
+    state.end_epoch()
+    ref.end_epoch()
+    np.testing.assert_array_equal(state.difficulty(), ref.difficulty())
+    assert state.difficulty()[2] == 1.0
+
+
 @pytest.mark.parametrize('storage,topk', STORAGES)
 def test_unseen_instances_keep_state(storage: str, topk: int) -> None:
     rng = np.random.default_rng(3)

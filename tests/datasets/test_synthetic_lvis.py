@@ -432,16 +432,24 @@ def test_mmdet_lvis_v1_dataset_loads(tiny):
 
     # The standard loading transforms read the images and polygon masks.
     pytest.importorskip('mmdet.datasets.transforms')
-    dataset = datasets.LVISV1Dataset(
-        ann_file='annotations/lvis_v1_val.json',
-        data_root=root,
-        data_prefix=dict(img=''),
-        metainfo=synthetic_lvis_metainfo(8),
-        pipeline=[
-            dict(type='mmdet.LoadImageFromFile'),
-            dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=True),
-            dict(type='mmdet.PackDetInputs')
-        ])
+    from mmengine.registry import DefaultScope
+
+    # 'mmdet.X' resolves from the root scope only: a Runner built by an
+    # earlier test leaves 'mmdet' as the default scope.
+    with DefaultScope.overwrite_default_scope('mmengine'):
+        dataset = datasets.LVISV1Dataset(
+            ann_file='annotations/lvis_v1_val.json',
+            data_root=root,
+            data_prefix=dict(img=''),
+            metainfo=synthetic_lvis_metainfo(8),
+            pipeline=[
+                dict(type='mmdet.LoadImageFromFile'),
+                dict(
+                    type='mmdet.LoadAnnotations',
+                    with_bbox=True,
+                    with_mask=True),
+                dict(type='mmdet.PackDetInputs')
+            ])
     sample = dataset[0]
     gt = sample['data_samples'].gt_instances
     assert tuple(sample['inputs'].shape) == (3, 80, 96)

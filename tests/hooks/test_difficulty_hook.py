@@ -76,7 +76,8 @@ def _spy_on_records(monkeypatch: Any, runner: Runner) -> tuple:
                 ids: torch.Tensor,
                 labels: torch.Tensor,
                 probs: torch.Tensor,
-                valid: Any = None) -> None:
+                valid: Any = None,
+                step: int = 0) -> None:
         steps.append(
             dict(
                 epoch=runner.epoch,
@@ -84,7 +85,7 @@ def _spy_on_records(monkeypatch: Any, runner: Runner) -> tuple:
                 labels=labels.cpu().numpy().copy(),
                 probs=probs.cpu().numpy().copy(),
                 valid=None if valid is None else valid.cpu().numpy().copy()))
-        add(self, ids, labels, probs, valid)
+        add(self, ids, labels, probs, valid, step)
 
     def spy_reset(self: DifficultyState, ids: Any) -> None:
         resets.append(np.asarray(ids).copy())
@@ -338,3 +339,53 @@ def test_nan_probabilities_are_skipped_and_counted(synthetic_lvis_root: str,
     # The two finite rows reached the state, the NaN one did not.
     assert hook.state.epoch == 1
     assert np.isfinite(hook.state.difficulty()).all()
+
+
+def test_iteration_based_training_is_refused(synthetic_lvis_root: str,
+                                             tmp_path: Any) -> None:
+    # IterBasedTrainLoop calls after_train_epoch once, at the very end:
+    # the difficulty would never reach the sampler.
+    cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path))
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=4)
+    cfg.param_scheduler = None
+    runner = _build(cfg)
+    with pytest.raises(TypeError) as err:
+        _hook(runner).before_train(runner)
+    assert 'IterBasedTrainLoop' in str(err.value)
+    assert "type='EpochBasedTrainLoop'" in str(err.value)
+
+
+def test_resume_with_another_topk_uses_the_checkpoints(
+        synthetic_lvis_root: str, tmp_path: Any) -> None:
+    """The checkpoint's storage and k win, for the records too."""
+    cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path))
+    cfg.custom_hooks[0].update(storage='topk', topk=4)
+    runner = _build(cfg)
+    hook = _hook(runner)
+    saved = DifficultyState(
+        int(hook_objects(runner)), 21, storage='topk', topk=3)
+    saved.epoch = 1
+    hook._loaded = dict(
+        state=saved.state_dict(),
+        sampler=runner.train_dataloader.batch_sampler.sampler.state_dict())
+    runner.call_hook('before_run')
+    runner.train_loop._iter = 16  # as --resume leaves it
+    with pytest.warns(UserWarning, match="storage='topk', topk=3"):
+        hook.before_train(runner)
+    assert hook.state.topk == 3 and hook._records.topk == 3
+    k = hook.state.num_classes
+    hook._sink(
+        dict(
+            sample_idx=torch.tensor([0]),
+            gt_index=torch.tensor([0]),
+            labels=torch.from_numpy(hook.instance_labels[:1]),
+            probs=torch.softmax(torch.arange(k, dtype=torch.float32), 0)[None],
+            num_gts=[(0, int(hook.counts[0]))]))
+    hook.after_train_epoch(runner)
+    assert hook.state.epoch == 2 and hook.state.difficulty()[0] != 1.0
+
+
+def hook_objects(runner: Runner) -> int:
+    """Objects of the training set, as the sampler's index counts them."""
+    index = runner.train_dataloader.batch_sampler.sampler.dataset_index
+    return int(index.kept_counts().sum())

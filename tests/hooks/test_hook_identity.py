@@ -113,3 +113,18 @@ def test_eval_pass_needs_no_sample_idx_in_the_train_pipeline(
     hook = next(h for h in runner.hooks if isinstance(h, DifficultyHook))
     assert hook.state.epoch == 1
     assert np.all(hook.state.difficulty() != 1.0)
+
+
+def test_eval_pass_pipeline_of_the_user_keeps_sample_idx(
+        synthetic_lvis_root: str, tmp_path: Any) -> None:
+    # A pipeline given in eval_pass=dict(pipeline=...) whose pack drops
+    # sample_idx gets it added, as the default pipeline does.
+    cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path), max_epochs=1)
+    pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
+    pipeline[-1] = dict(type='PackDetInputs', meta_keys=('img_id', ))
+    cfg.custom_hooks[0].update(
+        mode='eval_pass', eval_pass=dict(num_workers=0, pipeline=pipeline))
+    runner = _train_one_epoch(cfg)
+    hook = next(h for h in runner.hooks if isinstance(h, DifficultyHook))
+    assert hook.state.epoch == 1
+    assert np.all(hook.state.difficulty() != 1.0)
