@@ -243,7 +243,7 @@ def run_header(command: str, seconds: float, started: datetime) -> str:
         f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}; took "
         f'{seconds:.0f} s',
         f'- Machine: {cpu_model()}, {cores} usable cores '
-        f'({os.cpu_count()} logical), torch threads '
+        f'({os.cpu_count()} logical), torch threads of the harness '
         f'{torch.get_num_threads()}, {platform.platform()}',
         f'- Versions: {vers}',
     ])

@@ -8,11 +8,11 @@
 #       configs/demo/mask-rcnn_r18_synthetic-lvis_difficulty.py
 #   python tools/test.py \
 #       configs/demo/mask-rcnn_r18_synthetic-lvis_difficulty.py \
-#       work_dirs/mask-rcnn_r18_synthetic-lvis_difficulty/epoch_12.pth
+#       work_dirs/mask-rcnn_r18_synthetic-lvis_difficulty/epoch_10.pth
 #
 # The recipe (shared by tools/reproduce_evidence.py): from scratch, SGD lr
 # 0.02 with a 200-iteration warm-up from lr / 1000 and gradient clipping,
-# 12 epochs of the 300 training images, lr x0.1 for the last 2 epochs.
+# 10 epochs of the 300 training images, lr x0.1 for the last 2 epochs.
 #
 # ---- knobs, at their keys (a child config or --cfg-options) -----------
 #   train_dataloader.sampler.scheme   'repeat_factor' | 'paper' |
@@ -128,7 +128,7 @@ custom_hooks = [
         dump=True)
 ]
 
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=12)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=10, val_interval=10)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 param_scheduler = [
@@ -137,9 +137,9 @@ param_scheduler = [
     dict(
         type='MultiStepLR',
         begin=0,
-        end=12,
+        end=10,
         by_epoch=True,
-        milestones=[10],
+        milestones=[8],
         gamma=0.1)
 ]
 optim_wrapper = dict(

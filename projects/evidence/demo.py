@@ -109,8 +109,9 @@ def render_demo(result: Dict[str, Any]) -> str:
     recs = result['records']
     names = [name for _, name in DEMO_METRICS]
     lines = [
-        'The unchanged demo config, one run per seed, one after the other:',
-        '', *[f'    {c}' for c in result['commands']], '',
+        'The unchanged demo config, one run per seed, one after the other, '
+        "each in its own process with torch's default threads:", '',
+        *[f'    {c}' for c in result['commands']], '',
         '| seed | ' + ' | '.join(names) + ' | minutes |',
         '|---:|' + '---:|' * (len(names) + 1)
     ]
