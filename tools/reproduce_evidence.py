@@ -24,6 +24,7 @@ figures only, and the conclusions in docs/results.md are written by people
 outside the blocks.
 """
 import argparse
+import json
 import os
 import os.path as osp
 import platform
@@ -32,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -63,6 +64,10 @@ class SectionContext:
         readme (dict[str, str]): A section may put a short text under its
             name here; it replaces the README's
             ``<!-- results: NAME begin/end -->`` block.
+        from_results (bool): ``--from-results``: render the tables and
+            figures from the results a section saved, without running.
+        provenance (tuple, optional): Set by a section rendered from saved
+            results: (start of that run, its seconds, its command).
     """
     quick: bool
     num_seeds: Optional[int]
@@ -70,6 +75,8 @@ class SectionContext:
     fig_rel: str
     jobs: int = 1
     readme: Dict[str, str] = field(default_factory=dict)
+    from_results: bool = False
+    provenance: Optional[Tuple[datetime, float, str]] = None
 
 
 @dataclass
@@ -122,7 +129,15 @@ def run_detection_section(ctx: SectionContext) -> str:
         ctx.num_seeds,
         work_dir=osp.join(REPO_ROOT, 'work_dirs', 'evidence', 'detection'),
         jobs=ctx.jobs)
-    result = run_detection(preset)
+    saved = osp.join(preset.work_dir, 'results.json')
+    if ctx.from_results:
+        with open(saved) as f:
+            result = json.load(f)
+        started = datetime.fromtimestamp(result['started'], tz=timezone.utc)
+        ctx.provenance = (started, result['seconds'], result['command'])
+    else:
+        result = run_detection(
+            preset, meta=dict(command=' '.join(sys.argv[1:])))
     return render_detection(result, plot_detection(result, ctx.fig_dir),
                             ctx.fig_rel)
 
@@ -180,6 +195,11 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=1,
         help='torch CPU threads (default: 1, for shared machines)')
+    parser.add_argument(
+        '--from-results',
+        action='store_true',
+        help='detection: render the block from the last run\'s saved '
+        'results.json instead of training again')
     parser.add_argument(
         '--jobs',
         type=int,
@@ -336,17 +356,28 @@ def main() -> None:
         started = datetime.now(timezone.utc)
         tic = time.perf_counter()
         print(f'[{section.name}] running ...', flush=True)
-        ctx = SectionContext(args.quick, args.seeds, fig_dir, fig_rel,
-                             args.jobs)
+        ctx = SectionContext(
+            args.quick,
+            args.seeds,
+            fig_dir,
+            fig_rel,
+            args.jobs,
+            from_results=args.from_results)
         body = section.run(ctx)
         readme.update(ctx.readme)
         seconds = time.perf_counter() - tic
         print(f'[{section.name}] done in {seconds:.0f} s', flush=True)
         mode = 'quick' if args.quick else 'full'
-        blocks[section.name] = '\n'.join([
-            f'## {section.title}: {mode} run', '',
-            run_header(command, seconds, started), '', body
-        ])
+        header = run_header(command, seconds, started)
+        if ctx.provenance is not None:  # rendered from a saved run
+            run_started, run_seconds, run_args = ctx.provenance
+            header = run_header(
+                f'python tools/reproduce_evidence.py {run_args}', run_seconds,
+                run_started) + (
+                    f'\n- Rendered from that run\'s results.json by '
+                    f'`{command}`')
+        blocks[section.name] = '\n'.join(
+            [f'## {section.title}: {mode} run', '', header, '', body])
     existing = ''
     if osp.exists(out):
         with open(out) as f:

@@ -9,7 +9,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from mmdiff.core import ImageClassIndex, lvis_repeat_factors
+from mmdiff.core import (ImageClassIndex, image_groups,
+                         repeat_factors_from_counts)
 from .dump import load_dump
 
 __all__ = [
@@ -77,7 +78,7 @@ def repeat_factor_probs(index: ImageClassIndex, images_per_class: np.ndarray,
     classes), normalised to sum to 1: the expectation of RFS with
     stochastic rounding. ``f_c`` comes from ``images_per_class`` (the
     dump's, i.e. the sampler's); the math is
-    :func:`mmdiff.core.lvis_repeat_factors`.
+    :func:`mmdiff.core.repeat_factors_from_counts`.
 
     Args:
         index (ImageClassIndex): Classes of every image.
@@ -87,18 +88,7 @@ def repeat_factor_probs(index: ImageClassIndex, images_per_class: np.ndarray,
     Returns:
         np.ndarray: ``(N,)`` float64 probabilities.
     """
-    if not thr > 0:
-        raise ValueError(f'thr must be > 0, got {thr!r}')
-    ipc = np.asarray(images_per_class, dtype=np.float64)
-    if np.array_equal(ipc, index.images_per_class()):
-        factors = lvis_repeat_factors(index, thr)
-    else:
-        # Counted on another index than the dump's objects: trust the dump.
-        with np.errstate(divide='ignore'):
-            class_factor = np.maximum(1.0,
-                                      np.sqrt(thr * index.num_images / ipc))
-        class_factor[ipc <= 0] = 1.0  # no image: no repeat
-        factors = index.reduce_per_image(class_factor, 'max', empty=1.0)
+    factors = repeat_factors_from_counts(index, images_per_class, thr)
     return factors / factors.sum()
 
 
@@ -309,7 +299,7 @@ def sampling_mass_stats(dump: Dict[str, Any],
         rfs=repeat_factor_probs(index, ipc, rfs_thr),
         uniform=np.full(num_images, 1.0 / max(num_images, 1)))
     mass = {k: class_sampling_mass(index, p) for k, p in probs.items()}
-    image_group = index.reduce_per_image(class_group, 'min', empty=-1)
+    image_group = image_groups(class_group, index)
     per_class, per_image = {}, {}
     for scheme, p in probs.items():
         per_class[scheme] = dict(

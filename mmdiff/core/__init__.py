@@ -3,15 +3,16 @@
 Nothing in this package may import mmengine, mmcv or mmdet.
 """
 from .aggregate import (UNSEEN_POLICIES, fill_unseen, image_difficulty,
-                        instance_offsets, instance_to_image)
+                        instance_offsets, instance_to_image, object_ids)
 from .class_index import ImageClassIndex
 from .dataset_index import DatasetIndex
 from .diagnostics import sampling_diagnostics
 from .frequency import (LVIS_FREQUENCY_GROUPS, LVIS_FREQUENCY_THRESHOLDS,
-                        frequency_groups, frequency_of_counts)
+                        frequency_groups, frequency_of_counts, image_groups)
 from .psi import psi_split, psi_split_compressed, psi_split_from_prior
 from .records import EpochRecords, merge_parts, observe_into
-from .repeat_factors import instance_repeat_factors, lvis_repeat_factors
+from .repeat_factors import (instance_repeat_factors, lvis_repeat_factors,
+                             repeat_factors_from_counts)
 from .state import DifficultyState
 from .topk_codec import TopkRecord, compress, decompress
 from .weights import (SCHEMES, check_image_difficulty, check_scheme_args,
@@ -21,10 +22,10 @@ __all__ = [
     'psi_split', 'psi_split_compressed', 'psi_split_from_prior',
     'DifficultyState', 'compress', 'decompress', 'TopkRecord', 'EpochRecords',
     'merge_parts', 'observe_into', 'image_difficulty', 'instance_offsets',
-    'instance_to_image', 'ImageClassIndex', 'DatasetIndex', 'SCHEMES',
-    'LVIS_FREQUENCY_GROUPS', 'check_image_difficulty', 'check_scheme_args',
-    'lvis_repeat_factors', 'instance_repeat_factors', 'sampling_weights',
-    'dataset_sampling_weights', 'frequency_groups', 'sampling_diagnostics',
-    'fill_unseen', 'UNSEEN_POLICIES', 'LVIS_FREQUENCY_THRESHOLDS',
-    'frequency_of_counts'
+    'instance_to_image', 'object_ids', 'ImageClassIndex', 'DatasetIndex',
+    'SCHEMES', 'LVIS_FREQUENCY_GROUPS', 'check_image_difficulty',
+    'check_scheme_args', 'lvis_repeat_factors', 'repeat_factors_from_counts',
+    'instance_repeat_factors', 'sampling_weights', 'dataset_sampling_weights',
+    'frequency_groups', 'image_groups', 'sampling_diagnostics', 'fill_unseen',
+    'UNSEEN_POLICIES', 'LVIS_FREQUENCY_THRESHOLDS', 'frequency_of_counts'
 ]

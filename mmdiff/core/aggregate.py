@@ -9,14 +9,14 @@ aggregate (mean, max or sum) of their objects' difficulties.
 Instance ids are laid out image after image: the objects of image ``i`` are
 ``indptr[i]:indptr[i + 1]`` with ``indptr = instance_offsets(counts)``.
 """
-from typing import Any
+from typing import Any, Tuple
 
 import numpy as np
 import torch
 
 __all__ = [
-    'image_difficulty', 'instance_offsets', 'instance_to_image', 'fill_unseen',
-    'UNSEEN_POLICIES'
+    'image_difficulty', 'instance_offsets', 'instance_to_image', 'object_ids',
+    'fill_unseen', 'UNSEEN_POLICIES'
 ]
 
 UNSEEN_POLICIES = ('one', 'mean', 'class_mean')
@@ -74,6 +74,25 @@ def instance_to_image(num_objects_per_image: Any) -> np.ndarray:
     """
     counts = _counts(num_objects_per_image)
     return np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+
+
+def object_ids(offsets: torch.Tensor, image: torch.Tensor,
+               gt_index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Instance ids of (image, GT index) pairs, on their device.
+
+    Args:
+        offsets (torch.Tensor): (num_images + 1,) :func:`instance_offsets`,
+            on the device of the pairs.
+        image (torch.Tensor): (n,) image indices.
+        gt_index (torch.Tensor): (n,) GT indices within those images.
+
+    Returns:
+        tuple: (n,) ids, and (n,) bool, False where the GT index is past the
+        image's objects (the pipeline changed them; the id is then not
+        that object's). No host synchronisation.
+    """
+    start = offsets[image]
+    return start + gt_index, gt_index < offsets[image + 1] - start
 
 
 def image_difficulty(instance_difficulty: Any,

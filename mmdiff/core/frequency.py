@@ -14,7 +14,7 @@ from .class_index import ImageClassIndex
 
 __all__ = [
     'LVIS_FREQUENCY_GROUPS', 'LVIS_FREQUENCY_THRESHOLDS',
-    'frequency_of_counts', 'frequency_groups'
+    'frequency_of_counts', 'frequency_groups', 'image_groups'
 ]
 
 #: Group names, rarest first; a group's id is its position.
@@ -74,4 +74,19 @@ def frequency_groups(
             f'{tuple(names)}') from err
     if index is None:
         return class_groups
-    return index.reduce_per_image(class_groups, 'min', empty=-1)
+    return image_groups(class_groups, index)
+
+
+def image_groups(class_groups: np.ndarray,
+                 index: ImageClassIndex) -> np.ndarray:
+    """Group id of every image: that of its rarest class (-1 without one).
+
+    Args:
+        class_groups (np.ndarray): ``(K,)`` group ids, rarest first.
+        index (ImageClassIndex): Classes of every image.
+
+    Returns:
+        np.ndarray: ``(N,)`` int64 group ids.
+    """
+    return index.reduce_per_image(
+        np.asarray(class_groups, dtype=np.int64), 'min', empty=-1)

@@ -13,7 +13,10 @@ import numpy as np
 from .class_index import ImageClassIndex
 from .validation import check_positive
 
-__all__ = ['lvis_repeat_factors', 'instance_repeat_factors']
+__all__ = [
+    'lvis_repeat_factors', 'repeat_factors_from_counts',
+    'instance_repeat_factors'
+]
 
 
 def lvis_repeat_factors(index: ImageClassIndex,
@@ -37,10 +40,30 @@ def lvis_repeat_factors(index: ImageClassIndex,
     Returns:
         np.ndarray: ``(N,)`` float64 factors, each >= 1.
     """
+    return repeat_factors_from_counts(index, index.images_per_class(), thr)
+
+
+def repeat_factors_from_counts(index: ImageClassIndex,
+                               images_per_class: Sequence[int],
+                               thr: float = 0.001) -> np.ndarray:
+    """:func:`lvis_repeat_factors` with ``f(c)`` from given image counts.
+
+    For callers whose counts come from elsewhere (a hook dump, counted by
+    the sampler over the same images); a class without images gets factor
+    1.
+
+    Args:
+        index (ImageClassIndex): Classes of every image.
+        images_per_class (Sequence[int]): ``(K,)`` images of each class.
+        thr (float): Frequency threshold. Defaults to 0.001.
+
+    Returns:
+        np.ndarray: ``(N,)`` float64 factors, each >= 1.
+    """
     check_positive(thr, 'thr')
-    num_images = index.num_images
+    counts = np.asarray(images_per_class, dtype=np.float64)
     with np.errstate(divide='ignore'):
-        freq = index.images_per_class() / max(num_images, 1)
+        freq = counts / max(index.num_images, 1)
     return _image_factors(index, freq, thr)
 
 
@@ -54,9 +77,11 @@ def instance_repeat_factors(index: ImageClassIndex,
     ``c``; ``r(c) = max(1, sqrt(thr / sqrt(f_i(c) f_b(c))))`` and an
     image's factor is the largest ``r(c)`` over its classes (1.0 without
     labels), as in :func:`lvis_repeat_factors`. Yaman et al. (arXiv
-    2305.08069) give the idea (the geometric mean of image and instance
-    frequencies); ``f_b``'s normalisation by the number of objects is that
-    of the public IRFS / E-IRFS implementations (see docs/method.md).
+    2305.08069) give the idea (RFS on image and instance counts together);
+    E-IRFS (arXiv 2503.21893) describes it as the geometric mean of the two
+    frequencies. ``f_b``'s normalisation by the number of objects is our
+    reading: the paper's method section could not be checked here (see
+    docs/method.md).
 
     Args:
         index (ImageClassIndex): Classes of every image.

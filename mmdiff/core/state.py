@@ -30,9 +30,8 @@ import numpy as np
 import torch
 
 from .pending import PendingObservations
-from .psi import _split_from_prior
 from .state_snapshot import StateSnapshot
-from .storage import EPS, DenseStorage, TopkStorage, cpu_threads
+from .storage import DenseStorage, TopkStorage, cpu_threads
 from .topk_codec import (PROB_DTYPE, TopkRecord, compress, decompress,
                          index_dtype)
 from .validation import (ArrayLike, check_ids, check_int, check_labels,
@@ -202,15 +201,8 @@ class DifficultyState(StateSnapshot):
         check_labels(labels_t, ids_t.numel(), self.num_classes)
         if ids_t.numel() == 0:
             return
-        prior = torch.full((2, ids_t.numel()),
-                           float('nan'),
-                           device=self.device)
-        first = self._prev_label[ids_t] < 0
-        if self.storage == 'topk' and bool(first.any()):
-            # Exact first terms (dense storage's are exact anyway).
-            prior[:, first] = torch.stack(
-                _split_from_prior(probs_t[first], labels_t[first],
-                                  EPS)).to(torch.float32)
+        prior = self._store.first_terms(probs_t, labels_t,
+                                        self._prev_label[ids_t] < 0)
         self._pending.add(ids_t, labels_t.long(),
                           self._store.encode(probs_t, labels_t), prior)
 
@@ -267,8 +259,7 @@ class DifficultyState(StateSnapshot):
         prior = check_prior_terms(prior_dl, prior_du, n, dev)
         if n == 0:
             return
-        if prior is None or self.storage == 'dense':
-            prior = torch.full((2, n), float('nan'), device=dev)
+        prior = self._store.given_first_terms(prior, n)
         # Kept only where used, as observe() does: identical states.
         prior = prior.masked_fill(self._prev_label[ids_t] >= 0, float('nan'))
         self._pending.add(ids_t, labels_t.long(),

@@ -19,11 +19,11 @@ Shapes: ``N`` instances, ``K`` classes, ``k`` stored other classes, ``n``
 observations, ``Rows`` a slice or an index tensor of instances.
 """
 import contextlib
-from typing import Dict, Iterator, Tuple, Union
+from typing import Dict, Iterator, Optional, Tuple, Union
 
 import torch
 
-from .psi import (_split_tensors, rest_share, split_columns,
+from .psi import (_split_from_prior, _split_tensors, rest_share, split_columns,
                   uniform_where_invalid)
 from .topk_codec import (TopkRecord, _compress, _decompress, from_stored,
                          index_dtype, to_stored)
@@ -79,6 +79,26 @@ class _Storage:
     def payload_layout(self, n: int) -> Layout:
         """Names, shapes and dtypes of a payload of ``n`` rows."""
         raise NotImplementedError
+
+    def first_terms(self, probs: torch.Tensor, labels: torch.Tensor,
+                    first: torch.Tensor) -> torch.Tensor:
+        """Exact (dl, du) from ``p_0`` that a payload cannot give, (2, n).
+
+        NaN where the term comes from the stored payload at the epoch's
+        end. Dense payloads are exact: all NaN.
+        """
+        return torch.full((2, labels.numel()),
+                          float('nan'),
+                          device=self.device)
+
+    def given_first_terms(self, prior: Optional[torch.Tensor],
+                          n: int) -> torch.Tensor:
+        """The exact first terms of records to keep, (2, n) (see above).
+
+        Dense storage expands records and takes its terms from them, so it
+        keeps none, as :meth:`first_terms` does.
+        """
+        return torch.full((2, n), float('nan'), device=self.device)
 
     def to(self, device: torch.device) -> None:
         self.device = device
@@ -148,6 +168,22 @@ class TopkStorage(_Storage):
 
     def encode(self, probs: torch.Tensor, labels: torch.Tensor) -> Payload:
         return self._payload(_compress(probs, labels, self.topk))
+
+    def first_terms(self, probs: torch.Tensor, labels: torch.Tensor,
+                    first: torch.Tensor) -> torch.Tensor:
+        # A record is lossy: the first term comes from the dense row.
+        prior = super().first_terms(probs, labels, first)
+        if bool(first.any()):
+            prior[:, first] = torch.stack(
+                _split_from_prior(probs[first], labels[first],
+                                  EPS)).to(torch.float32)
+        return prior
+
+    def given_first_terms(self, prior: Optional[torch.Tensor],
+                          n: int) -> torch.Tensor:
+        if prior is None:
+            return super().given_first_terms(prior, n)
+        return prior
 
     def from_record(self, labels: torch.Tensor, record: TopkRecord) -> Payload:
         return self._payload(record)

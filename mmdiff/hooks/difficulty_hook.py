@@ -11,6 +11,7 @@ and handed to the sampler for the next epoch. The state and the sampler
 are saved in checkpoints under one key (:data:`CHECKPOINT_KEY`).
 """
 import logging
+import warnings
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -24,7 +25,8 @@ from mmengine.registry import HOOKS
 from mmdiff.analysis.dump import write_epoch, write_index
 from mmdiff.core import (LVIS_FREQUENCY_GROUPS, UNSEEN_POLICIES,
                          DifficultyState, fill_unseen, frequency_of_counts,
-                         image_difficulty, instance_offsets, instance_to_image)
+                         image_difficulty, image_groups, instance_offsets,
+                         instance_to_image, object_ids)
 from mmdiff.core.records import EpochRecords, merge_parts, observe_into
 from mmdiff.datasets.sample_idx import check_pipeline_keeps_sample_idx
 from mmdiff.models.probability_capture import build_capture
@@ -153,7 +155,7 @@ class DifficultyHook(Hook):
             runner.model) else runner.model
         online = self.mode == 'online'
         self._capture = build_capture(
-            model, self._sink, stage=self.stage, attach=online)
+            model, self.record_batch, stage=self.stage, attach=online)
         if online:
             check_pipeline_keeps_sample_idx(runner.train_dataloader.dataset)
         else:
@@ -173,13 +175,13 @@ class DifficultyHook(Hook):
         self.instance_labels = index.kept_labels()
         self.instance_image = instance_to_image(counts)
         self._offsets_t: Dict[torch.device, torch.Tensor] = {}
-        num_classes = self._num_classes(model)
+        num_classes = self._capture.num_classes
         self.class_groups = frequency_of_counts(index.images_per_class(),
                                                 self.frequency_thresholds)
         if self.sampler.groups is None:
             self.sampler.set_groups(
-                self.sampler.class_index.reduce_per_image(
-                    self.class_groups, 'min', empty=-1), LVIS_FREQUENCY_GROUPS)
+                image_groups(self.class_groups, self.sampler.class_index),
+                LVIS_FREQUENCY_GROUPS)
         self.state = DifficultyState(
             num_instances=max(int(counts.sum()), 1),
             num_classes=num_classes,
@@ -202,15 +204,6 @@ class DifficultyHook(Hook):
             f'({self.state.nbytes / 2**20:.1f} MiB), sampler scheme '
             f'{self.sampler.scheme!r}')
 
-    @staticmethod
-    def _num_classes(model: Any) -> int:
-        roi_head = getattr(model, 'roi_head', None)
-        if roi_head is not None:
-            head = roi_head.bbox_head
-            head = head[-1] if isinstance(head, torch.nn.ModuleList) else head
-            return int(head.num_classes) + 1  # + background
-        return int(model.head.num_classes)
-
     def before_train_iter(self,
                           runner: Any,
                           batch_idx: int,
@@ -224,8 +217,15 @@ class DifficultyHook(Hook):
 
     # ------------------------------------------------------------------
     # capture
-    def _sink(self, batch: Dict[str, Any]) -> None:
-        """Keep one step's records (on the model's device, no host sync)."""
+    def record_batch(self, batch: Dict[str, Any]) -> None:
+        """Keep one step's predictions; the capture's callback.
+
+        Args:
+            batch (dict): ``sample_idx`` / ``gt_index`` / ``labels`` (n,),
+                ``probs`` (n, K) of the GT RoIs, and ``num_gts``: (image,
+                number of GT objects) of every image of the step. Kept on
+                the model's device, with no host synchronisation.
+        """
         for idx, num in batch['num_gts']:
             if num != self.counts[idx]:
                 # The pipeline changed this image's objects: its GT indices
@@ -237,11 +237,9 @@ class DifficultyHook(Hook):
         device = probs.device
         if device not in self._offsets_t:
             self._offsets_t[device] = torch.from_numpy(self.offsets).to(device)
-        offsets = self._offsets_t[device]
-        sample_idx, gt_index = batch['sample_idx'], batch['gt_index']
-        valid = gt_index < offsets[sample_idx + 1] - offsets[sample_idx]
-        self._records.add(offsets[sample_idx] + gt_index, batch['labels'],
-                          probs, valid, self._step)
+        ids, valid = object_ids(self._offsets_t[device], batch['sample_idx'],
+                                batch['gt_index'])
+        self._records.add(ids, batch['labels'], probs, valid, self._step)
 
     def _gather_records(self) -> Dict[str, Any]:
         """This epoch's valid records of all ranks, in step order."""
@@ -373,7 +371,16 @@ class DifficultyHook(Hook):
                 'starting a fresh difficulty state and prior sampling.')
             return
         try:
-            self.state.load_state_dict(loaded['state'])
+            # The state (framework-free) warns with `warnings`; the hook
+            # says it the mmengine way, as the sampler does.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter('always')
+                self.state.load_state_dict(loaded['state'])
+            for warning in caught:
+                print_log(
+                    f'DifficultyHook: {warning.message}',
+                    logger='current',
+                    level=logging.WARNING)
             self.sampler.load_state_dict(loaded['sampler'])
         except ValueError as err:
             raise ValueError(

@@ -78,6 +78,11 @@ class _Capture:
             module.__dict__.pop(name, None)
         self._patched.clear()
 
+    @property
+    def num_classes(self) -> int:
+        """Length of the probability vectors handed to the sink."""
+        raise NotImplementedError
+
 
 class RoIHeadCapture(_Capture):
     """GT-RoI probabilities of a StandardRoIHead / CascadeRoIHead.
@@ -246,6 +251,10 @@ class RoIHeadCapture(_Capture):
                 probs=head_probabilities(self.bbox_head, results['cls_score']),
                 num_gts=list(zip(idx, counts))))
 
+    @property
+    def num_classes(self) -> int:
+        return int(self.bbox_head.num_classes) + 1  # + background
+
 
 class ClsHeadCapture(_Capture):
     """Per-image probabilities of an mmpretrain-style classification head.
@@ -271,6 +280,10 @@ class ClsHeadCapture(_Capture):
         self.head = head
         if attach:
             self._attach()
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.head.num_classes)
 
     def _attach(self) -> None:
         head = self.head

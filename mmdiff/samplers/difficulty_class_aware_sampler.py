@@ -4,13 +4,14 @@ The weights come from :func:`mmdiff.core.sampling_weights`; this module only
 reads the dataset's labels once, keeps the current probabilities and draws
 (docs/design.md, decisions 6 and 7).
 """
+import logging
 import math
-import warnings
 from typing import Dict, Iterator, Optional, Sequence, Sized
 
 import numpy as np
 import torch
 from mmengine.dist import get_dist_info, sync_random_seed
+from mmengine.logging import print_log
 from mmengine.registry import DATA_SAMPLERS
 from torch.utils.data import Sampler
 
@@ -332,10 +333,12 @@ class DifficultyClassAwareSampler(Sampler):
                 f'dataset has {self.class_index.num_images}; load a '
                 'checkpoint trained on this dataset')
         if state_dict['config'] != self._config():
-            warnings.warn(
-                'the checkpoint sampled with '
+            print_log(
+                'DifficultyClassAwareSampler: the checkpoint sampled with '
                 f"{state_dict['config']}, this run with {self._config()}; "
-                'the configured values are used')
+                'the configured values are used',
+                logger='current',
+                level=logging.WARNING)
         self.seed = int(state_dict['seed'])
         self.epoch = int(state_dict['epoch'])
         values = state_dict['values']

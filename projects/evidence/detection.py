@@ -44,9 +44,9 @@ from mmdiff.datasets.synthetic_write import HARD_KEY
 from mmdiff.hooks import DifficultyHook
 
 __all__ = [
-    'ARMS', 'PRIORS', 'ARM_LABELS', 'DEMO_CONFIG', 'DetectionPreset',
-    'FixedLengthClassAwareSampler', 'detection_presets', 'build_detection_cfg',
-    'run_detection'
+    'ARMS', 'FULL_ARMS', 'PRIORS', 'ABLATION_OF', 'ARM_LABELS', 'DEMO_CONFIG',
+    'DetectionPreset', 'FixedLengthClassAwareSampler', 'detection_presets',
+    'build_detection_cfg', 'run_detection'
 ]
 
 #: Arm -> (sampler: a DifficultyClassAwareSampler scheme, or
@@ -69,9 +69,21 @@ ARMS: Dict[str, Tuple[str, Optional[dict]]] = {
     'difficulty_rfs_c4': ('repeat_factor', dict(c=4.0)),
     # the sampler side: an image as hard as its hardest object, D cubed
     'difficulty_rfs_max_beta3': ('repeat_factor', dict(reduce='max')),
+    'difficulty_max_t3': ('paper', dict(reduce='max')),
 }
 #: Sampler options of an arm beyond its scheme.
-SAMPLER_OPTIONS = {'difficulty_rfs_max_beta3': dict(beta=3.0)}
+SAMPLER_OPTIONS = {
+    'difficulty_rfs_max_beta3': dict(beta=3.0),
+    'difficulty_max_t3': dict(temperature=1 / 3),
+}
+#: The arms of the full run: the samplers, their difficulty versions, and
+#: one ablation each of the first term, c, the eval pass and the sampler's
+#: sharpness (60 runs at 5 seeds fit the hour on 2 cores; the other arms
+#: of ARMS run on request).
+FULL_ARMS = ('uniform', 'rfs', 'irfs', 'class_aware', 'difficulty',
+             'difficulty_rfs', 'difficulty_irfs', 'difficulty_class_aware',
+             'difficulty_rfs_skip_first', 'difficulty_rfs_c4',
+             'difficulty_rfs_eval_pass', 'difficulty_max_t3')
 #: The prior of every hook arm: the same sampler with flat difficulty.
 PRIORS = {
     'difficulty': 'uniform',
@@ -83,6 +95,16 @@ PRIORS = {
     'difficulty_rfs_eval_pass': 'rfs',
     'difficulty_rfs_c4': 'rfs',
     'difficulty_rfs_max_beta3': 'rfs',
+    'difficulty_max_t3': 'uniform',
+}
+#: Every ablation arm and the arm it changes one option of.
+ABLATION_OF = {
+    'difficulty_rfs_class_mean': 'difficulty_rfs',
+    'difficulty_rfs_skip_first': 'difficulty_rfs',
+    'difficulty_rfs_eval_pass': 'difficulty_rfs',
+    'difficulty_rfs_c4': 'difficulty_rfs',
+    'difficulty_rfs_max_beta3': 'difficulty_rfs',
+    'difficulty_max_t3': 'difficulty',
 }
 ARM_LABELS = {
     'uniform': 'Uniform',
@@ -98,6 +120,7 @@ ARM_LABELS = {
     'difficulty_rfs_eval_pass': 'Difficulty × RFS, eval pass every 2',
     'difficulty_rfs_c4': 'Difficulty × RFS, c = 4',
     'difficulty_rfs_max_beta3': 'Difficulty × RFS, image max, beta 3',
+    'difficulty_max_t3': 'Difficulty, flat, image max, D^3',
 }
 DEMO_CONFIG = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
@@ -233,9 +256,10 @@ def detection_presets(quick: bool,
                       jobs: int = 1) -> DetectionPreset:
     """The settings ``tools/reproduce_evidence.py`` runs.
 
-    Full: every arm, 5 seeds, 8 epochs of 240 images (480 iterations; the
-    training split has 300). Quick: uniform, RFS and difficulty x RFS, 1
-    seed, 3 epochs of 120 images.
+    Full: :data:`FULL_ARMS`, 5 seeds, 8 epochs of 160 images (320
+    iterations; the training split has 300), a 150-iteration warm-up.
+    Quick: uniform, RFS and difficulty x RFS, 1 seed, 3 epochs of 120
+    images.
 
     Args:
         quick (bool): The short setting.
@@ -256,7 +280,12 @@ def detection_presets(quick: bool,
             decay_epochs=1,
             arms=('uniform', 'rfs', 'difficulty_rfs'),
             **extra)
-    return DetectionPreset(epochs=8, images_per_epoch=240, **extra)
+    return DetectionPreset(
+        epochs=8,
+        images_per_epoch=160,
+        warmup_iters=150,
+        arms=FULL_ARMS,
+        **extra)
 
 
 def _sampler_cfg(arm: str, preset: DetectionPreset) -> dict:
@@ -504,19 +533,27 @@ def _versions() -> Dict[str, str]:
         mmcv=mmcv.__version__)
 
 
-def run_detection(
-        preset: DetectionPreset,
-        progress: Optional[Callable[[str], None]] = print) -> Dict[str, Any]:
+def run_detection(preset: DetectionPreset,
+                  progress: Optional[Callable[[str], None]] = print,
+                  meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Train every arm on every seed; evaluate each run.
 
     The result so far is written to ``{work_dir}/results.json`` after every
     run, records in (seed, arm) order.
 
+    Args:
+        preset (DetectionPreset): The setting.
+        progress (callable, optional): Receives a line per finished run.
+        meta (dict, optional): Kept in the result as it is (e.g. the
+            command that ran it).
+
     Returns:
         dict: ``records`` (one per run), ``preset``, ``iterations``,
-        ``data`` (counts of the synthetic set), ``versions``, ``seconds``.
+        ``data`` (counts of the synthetic set), ``versions``, ``seconds``,
+        ``started`` (a UNIX time) and ``meta``'s keys.
     """
     start = time.perf_counter()
+    started = time.time()
     threads = torch.get_num_threads()
     torch.set_num_threads(preset.threads)
     os.makedirs(preset.work_dir, exist_ok=True)
@@ -532,7 +569,9 @@ def run_detection(
                           'hard_variant_classes')
             },
             versions=_versions(),
-            seconds=0.0)
+            seconds=0.0,
+            started=started,
+            **(meta or {}))
         runs = [(arm, seed,
                  osp.join(preset.work_dir, 'runs', f'{arm}_seed{seed}'))
                 for seed in preset.seeds for arm in preset.arms]

@@ -9,12 +9,13 @@ matplotlib's object-oriented API (the global backend is never switched).
 """
 import os
 import os.path as osp
-from typing import List, Sequence, Tuple
+import textwrap
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from .detection import ARM_LABELS, ARMS, PRIORS
+from .detection import ABLATION_OF, ARM_LABELS, ARMS, PRIORS
 from .stats import (format_paired, group_by_method, median_range,
                     paired_difference, record_values)
 
@@ -82,17 +83,20 @@ def _summary(result: dict) -> List[str]:
     return lines + ['']
 
 
-def _paired(result: dict) -> List[str]:
+def _paired(result: dict,
+            reference: Dict[str, str] = PRIORS,
+            title: str = 'Paired difference to the prior (same seed)',
+            what: str = 'its prior') -> List[str]:
     recs, arms = result['records'], _arms(result)
-    pairs = [(a, PRIORS[a]) for a in arms if a in PRIORS and PRIORS[a] in arms]
+    pairs = [(a, reference[a]) for a in arms
+             if a in reference and reference[a] in arms]
     if not pairs:
         return []
     lines = [
-        '### Paired difference to the prior (same seed)', '',
-        'Mean of (arm − its prior) over seeds, its 95 % t interval, and '
-        'wins / ties / losses.', '',
-        _row(['arm − prior',
-              *[c[1] for c in PAIRED]]), '|' + '---|' * (len(PAIRED) + 1)
+        f'### {title}', '', f'Mean of (arm − {what}) over seeds, its 95 % t '
+        'interval, and wins / ties / losses.', '',
+        _row([f'arm − {what}', *[c[1] for c in PAIRED]]),
+        '|' + '---|' * (len(PAIRED) + 1)
     ]
     for arm, prior in pairs:
         lines.append(
@@ -166,8 +170,9 @@ def render_detection(result: dict, figures: Sequence[Tuple[str, str]],
         fig_rel (str): The figure folder relative to the markdown file.
     """
     lines = (
-        _setting(result) + _summary(result) + _paired(result) +
-        _signal(result) + _per_seed(result))
+        _setting(result) + _summary(result) + _paired(result) + _paired(
+            result, ABLATION_OF, 'Ablations: one option changed (same seed)',
+            'the arm it changes') + _signal(result) + _per_seed(result))
     for name, caption in figures:
         lines += [f'![{caption}]({fig_rel}/{name})', '', f'*{caption}*', '']
     return '\n'.join(lines)
@@ -223,7 +228,7 @@ def _over_epochs(fig: Figure, result: dict) -> bool:
                 color=colour,
                 alpha=0.15,
                 lw=0)
-        ax.set_title(ARM_LABELS[arm], fontsize=8)
+        ax.set_title(textwrap.fill(ARM_LABELS[arm], 24), fontsize=8)
         ax.set_xlabel('epoch')
         ax.grid(alpha=0.3, lw=0.5)
     axes[0].set_ylabel('mean D (median over seeds, band: range)')
@@ -243,7 +248,7 @@ def plot_detection(result: dict,
     fig.savefig(osp.join(fig_dir, name), dpi=110)
     out.append((name, 'bbox AP, APr and hard-variant recall per arm (bars: '
                 'median over seeds; dots: seeds).'))
-    fig = Figure(figsize=(14, 3.4), layout='constrained')
+    fig = Figure(figsize=(14, 3.8), layout='constrained')
     if _over_epochs(fig, result):
         name = f'{stem}_difficulty_over_epochs.png'
         fig.savefig(osp.join(fig_dir, name), dpi=110)

@@ -656,8 +656,8 @@ def render_digits(result: dict,
     if 'base' in by:
         lines += [
             '### Paired difference to base (percentage points)', '',
-            'mean ± std over seeds of (method − base) on the same seed, '
-            'and wins / ties / losses.', '',
+            'mean over seeds of (method − base) on the same seed, its 95 % '
+            't interval, and wins / ties / losses.', '',
             row('method', [k[1] for k in keys]), '|' + '---|' * (len(keys) + 1)
         ]
         for method in methods:

@@ -5,7 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmdiff.core import image_difficulty, instance_offsets, instance_to_image
+from mmdiff.core import (image_difficulty, instance_offsets, instance_to_image,
+                         object_ids)
 
 
 def test_hand_computed() -> None:
@@ -92,3 +93,20 @@ def test_bad_inputs_raise() -> None:
         image_difficulty(diff, image, -1)
     with pytest.raises(ValueError, match='empty_value'):
         image_difficulty(diff, image, 2, empty_value=float('nan'))
+
+
+def test_object_ids_by_loops() -> None:
+    """(image, GT index) -> object id, unsorted, repeated, past the end."""
+    counts = [3, 0, 2, 4]
+    offsets = torch.from_numpy(instance_offsets(counts))
+    image = torch.tensor([3, 0, 3, 2, 0, 1, 2])
+    gt_index = torch.tensor([1, 2, 1, 0, 5, 0, 2])
+    ids, valid = object_ids(offsets, image, gt_index)
+    expected_ids, expected_valid = [], []
+    for i, g in zip(image.tolist(), gt_index.tolist()):
+        expected_ids.append(sum(counts[:i]) + g)
+        expected_valid.append(g < counts[i])
+    assert ids.tolist() == expected_ids
+    assert valid.tolist() == expected_valid
+    ids, valid = object_ids(offsets, image[:0], gt_index[:0])
+    assert ids.numel() == 0 and valid.numel() == 0

@@ -394,3 +394,28 @@ def test_diagnostics_of_a_draw_with_groups():
         sampling_diagnostics([1, 1], [2])
     with pytest.raises(ValueError, match='probs'):
         sampling_diagnostics([0, 0])
+
+
+def test_image_groups_and_repeat_factors_from_counts_by_loops() -> None:
+    from mmdiff.core.frequency import image_groups
+    from mmdiff.core.repeat_factors import (lvis_repeat_factors,
+                                            repeat_factors_from_counts)
+    labels = [[2, 0], [], [1, 1, 2], [0]]
+    index = ImageClassIndex.from_lists(labels, 3)
+    class_groups = np.array([2, 0, 1])  # class 1 rare, 2 common, 0 frequent
+    expected = [
+        min(class_groups[c] for c in set(image)) if image else -1
+        for image in labels
+    ]
+    assert image_groups(class_groups, index).tolist() == expected
+    np.testing.assert_allclose(
+        repeat_factors_from_counts(index, index.images_per_class(), 0.5),
+        lvis_repeat_factors(index, 0.5))
+    # counts from elsewhere: f(c) = count / images, r = max(1, sqrt(t / f))
+    counts = [4, 1, 2]
+    factors = []
+    for image in labels:
+        rs = [max(1.0, math.sqrt(0.5 / (counts[c] / 4))) for c in set(image)]
+        factors.append(max(rs) if rs else 1.0)
+    np.testing.assert_allclose(
+        repeat_factors_from_counts(index, counts, 0.5), factors)

@@ -13,7 +13,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from projects.evidence.detection import (ARM_LABELS, ARMS, PRIORS,
+from projects.evidence.detection import (ARM_LABELS, ARMS, FULL_ARMS, PRIORS,
                                          DetectionPreset,
                                          FixedLengthClassAwareSampler,
                                          build_detection_cfg,
@@ -83,6 +83,8 @@ def test_build_detection_cfg_per_arm(tmp_path):
                               dict(c=4.0)),
         'difficulty_rfs_max_beta3': ('DifficultyClassAwareSampler',
                                      'repeat_factor', dict(reduce='max')),
+        'difficulty_max_t3': ('DifficultyClassAwareSampler', 'paper',
+                              dict(reduce='max')),
     }
     assert set(expected) == set(ARMS) == set(ARM_LABELS)
     # Every hook arm is compared with a hook-free arm of the same sampler.
@@ -95,6 +97,8 @@ def test_build_detection_cfg_per_arm(tmp_path):
         assert sampler.get('scheme') == scheme
         assert sampler.get('beta',
                            1.0) == (3.0 if arm.endswith('beta3') else 1.0)
+        assert sampler.get('temperature',
+                           1.0) == (1 / 3 if arm.endswith('t3') else 1.0)
         hooks = cfg.custom_hooks
         assert [h.type
                 for h in hooks] == ([] if hook is None else ['DifficultyHook'])
@@ -115,8 +119,11 @@ def test_build_detection_cfg_per_arm(tmp_path):
 def test_presets():
     quick, full = detection_presets(True), detection_presets(False)
     assert len(quick.seeds) == 1 and len(full.seeds) == 5
-    assert set(full.arms) == set(ARMS)
-    assert quick.iterations < full.iterations == 480
+    assert set(full.arms) == set(FULL_ARMS) and set(FULL_ARMS) <= set(ARMS)
+    for arm in full.arms:  # every difficulty arm is paired with its prior
+        if arm in PRIORS:
+            assert PRIORS[arm] in full.arms
+    assert quick.iterations < full.iterations == 320
     assert detection_presets(False, num_seeds=3).seeds == [0, 1, 2]
     assert quick.jobs == 1 and detection_presets(True, jobs=3).jobs == 3
     with pytest.raises(ValueError, match='arms'):

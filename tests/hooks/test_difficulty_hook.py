@@ -14,6 +14,7 @@ from mmdiff.analysis.dump import load_dump
 from mmdiff.core import DifficultyState
 from mmdiff.core.records import EpochRecords
 from mmdiff.hooks import CHECKPOINT_KEY, DifficultyHook
+from mmdiff.hooks import difficulty_hook as hook_module
 from mmdiff.models import SampleIdxMissingError, UnsupportedModelError
 from mmdiff.samplers import DifficultyClassAwareSampler
 from ..conftest import REPO, tiny_demo_cfg
@@ -325,7 +326,7 @@ def test_nan_probabilities_are_skipped_and_counted(synthetic_lvis_root: str,
     k = hook.state.num_classes
     probs = torch.full((3, k), 1.0 / k)
     probs[1, 0] = float('nan')
-    hook._sink(
+    hook.record_batch(
         dict(
             sample_idx=torch.tensor([0, 0, 1]),
             gt_index=torch.tensor([0, 0, 0]),
@@ -356,7 +357,7 @@ def test_iteration_based_training_is_refused(synthetic_lvis_root: str,
 
 
 def test_resume_with_another_topk_uses_the_checkpoints(
-        synthetic_lvis_root: str, tmp_path: Any) -> None:
+        synthetic_lvis_root: str, tmp_path: Any, monkeypatch: Any) -> None:
     """The checkpoint's storage and k win, for the records too."""
     cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path))
     cfg.custom_hooks[0].update(storage='topk', topk=4)
@@ -370,11 +371,14 @@ def test_resume_with_another_topk_uses_the_checkpoints(
         sampler=runner.train_dataloader.batch_sampler.sampler.state_dict())
     runner.call_hook('before_run')
     runner.train_loop._iter = 16  # as --resume leaves it
-    with pytest.warns(UserWarning, match="storage='topk', topk=3"):
-        hook.before_train(runner)
+    logged: List[str] = []
+    monkeypatch.setattr(hook_module, 'print_log',
+                        lambda msg, **kw: logged.append(msg))
+    hook.before_train(runner)
+    assert any("storage='topk', topk=3" in msg for msg in logged)
     assert hook.state.topk == 3 and hook._records.topk == 3
     k = hook.state.num_classes
-    hook._sink(
+    hook.record_batch(
         dict(
             sample_idx=torch.tensor([0]),
             gt_index=torch.tensor([0]),

@@ -37,7 +37,7 @@ def test_topk_hook_uses_exact_first_terms(synthetic_lvis_root: str,
         3 * torch.randn(len(gt_index), k, generator=generator), dim=1)
     ids = torch.from_numpy(hook.offsets)[sample_idx] + gt_index
     labels = torch.from_numpy(hook.instance_labels)[ids]
-    hook._sink(
+    hook.record_batch(
         dict(
             sample_idx=sample_idx,
             gt_index=gt_index,

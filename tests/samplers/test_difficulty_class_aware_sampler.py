@@ -3,6 +3,7 @@
 Statistical tests use fixed seeds, so they are deterministic; the stated
 tolerances are about 3x the sampling noise of their number of draws.
 """
+import logging
 import os
 from typing import List, Optional
 from unittest import mock
@@ -20,6 +21,7 @@ from mmdiff.core.repeat_factors import (instance_repeat_factors,
                                         lvis_repeat_factors)
 from mmdiff.core.weights import sampling_weights
 from mmdiff.samplers import DifficultyClassAwareSampler, dataset_class_index
+from mmdiff.samplers import difficulty_class_aware_sampler as sampler_module
 
 MODULE = 'mmdiff.samplers.difficulty_class_aware_sampler'
 
@@ -403,7 +405,7 @@ def test_persistent_workers_see_new_weights_next_epoch():
     assert os.getpid() not in pids[0]
 
 
-def test_state_dict_round_trip(tmp_path):
+def test_state_dict_round_trip(tmp_path, monkeypatch):
     sampler = make(scheme='repeat_factor', thr=0.3, seed=11)
     sampler.set_difficulty(np.arange(1.0, 9.0), epoch=4)
     sampler.set_epoch(5)
@@ -420,8 +422,12 @@ def test_state_dict_round_trip(tmp_path):
     resumed.load_state_dict(sampler.state_dict())
     assert set(resumed) == {1}
 
-    with pytest.warns(UserWarning, match='the configured values are used'):
-        make(scheme='paper').load_state_dict(sampler.state_dict())
+    logged = []
+    monkeypatch.setattr(sampler_module, 'print_log',
+                        lambda msg, **kw: logged.append((msg, kw['level'])))
+    make(scheme='paper').load_state_dict(sampler.state_dict())
+    assert len(logged) == 1 and logged[0][1] == logging.WARNING
+    assert 'the configured values are used' in logged[0][0]
     with pytest.raises(ValueError, match='for 8 images but the dataset has'):
         make(labels=LABELS[:5]).load_state_dict(sampler.state_dict())
 

@@ -133,7 +133,8 @@ def _difficulty(dump: Dict[str, Any], index: Any) -> np.ndarray:
             'config (WORK_DIR/difficulty/epoch_<e>.npz)')
     known = (dump['img_id'] >= 0) & (index.img_ids >= 0)
     if np.any(dump['img_id'][known] != index.img_ids[known]):
-        first = int(np.flatnonzero(dump['img_id'] != index.img_ids)[0])
+        first = int(
+            np.flatnonzero(known & (dump['img_id'] != index.img_ids))[0])
         raise ValueError(
             f'{path} is of another training set: its image {first} has id '
             f"{int(dump['img_id'][first])}, this config's "
