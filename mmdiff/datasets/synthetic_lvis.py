@@ -54,9 +54,11 @@ import shutil
 import tempfile
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from .synthetic_check import check_params
 from .synthetic_layout import make_layout
-from .synthetic_spec import (SYNTHETIC_LVIS_VERSION, check_num_classes,
-                             synthetic_lvis_classes, synthetic_lvis_metainfo)
+from .synthetic_render import Look
+from .synthetic_spec import (SYNTHETIC_LVIS_VERSION, synthetic_lvis_classes,
+                             synthetic_lvis_metainfo)
 from .synthetic_write import category_records, dump_json, write_split
 
 __all__ = [
@@ -88,50 +90,6 @@ def _normalise_params(kwargs: Dict[str, Any]) -> Dict[str, Any]:
     return json.loads(json.dumps(params))
 
 
-def _check_args(seed: int, num_train: int, num_val: int, num_classes: int,
-                image_size: Sequence[int], objects_per_image: Sequence[int],
-                object_size: Sequence[float], imbalance_ratio: float,
-                val_imbalance_ratio: float,
-                frequency_thresholds: Sequence[float],
-                hard_variant_fraction: float,
-                val_hard_variant_fraction: Optional[float],
-                jpeg_quality: int) -> None:
-    check_num_classes(num_classes)
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f'seed must be a non-negative int, got {seed!r}')
-    for name, value in (('num_train', num_train), ('num_val', num_val)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f'{name} must be a positive int, got {value!r}')
-    if len(image_size) != 2 or min(image_size) < 32:
-        raise ValueError('image_size must be (width, height), each >= 32, '
-                         f'got {image_size!r}')
-    lo, hi = objects_per_image
-    if not 1 <= lo <= hi:
-        raise ValueError('objects_per_image must be (min, max) with '
-                         f'1 <= min <= max, got {objects_per_image!r}')
-    smin, smax = object_size
-    if not 4 <= smin <= smax or smax > min(image_size) - 6:
-        raise ValueError('object_size must be (min, max) with 4 <= min <= '
-                         'max <= min(image_size) - 6, got '
-                         f'{object_size!r}')
-    if imbalance_ratio < 1 or val_imbalance_ratio < 1:
-        raise ValueError('imbalance ratios must be >= 1, got '
-                         f'{imbalance_ratio!r}, {val_imbalance_ratio!r}')
-    r, c = frequency_thresholds
-    if not 0 <= r <= c <= 1:
-        raise ValueError('frequency_thresholds must be fractions '
-                         '0 <= rare <= common <= 1, got '
-                         f'{frequency_thresholds!r}')
-    for name, value in (('hard_variant_fraction', hard_variant_fraction),
-                        ('val_hard_variant_fraction',
-                         val_hard_variant_fraction)):
-        if value is not None and not 0 <= value < 0.5:
-            raise ValueError(f'{name} must be in [0, 0.5), got {value!r}')
-    if not 1 <= jpeg_quality <= 100:
-        raise ValueError('jpeg_quality must be in [1, 100], got '
-                         f'{jpeg_quality!r}')
-
-
 def make_synthetic_lvis(root: str,
                         num_train: int = 400,
                         num_val: int = 80,
@@ -146,6 +104,7 @@ def make_synthetic_lvis(root: str,
                                                     float] = (0.025, 0.1),
                         hard_variant_fraction: float = 0.10,
                         val_hard_variant_fraction: Optional[float] = None,
+                        hard_variant_colour_mix: float = 1.0,
                         jpeg_quality: int = 90) -> Dict[str, Any]:
     """Write the synthetic long-tailed LVIS v1 data set under ``root``.
 
@@ -185,6 +144,11 @@ def make_synthetic_lvis(root: str,
         val_hard_variant_fraction (float, optional): The same for the
             validation split, e.g. higher to measure hard-variant accuracy.
             Defaults to None (``hard_variant_fraction``).
+        hard_variant_colour_mix (float): How much of the look-alike's
+            colour a hard variant wears, in [0, 1]: 1 is the look-alike's
+            colour (only the hole tells them apart), 0 the class's own
+            colour, between them a blend (hard but learnable).
+            Defaults to 1.
         jpeg_quality (int): JPEG quality. Defaults to 90.
 
     Returns:
@@ -196,10 +160,6 @@ def make_synthetic_lvis(root: str,
         (the thresholds in images), ``hard_variant_classes`` and
         ``hard_variant_ann_ids`` (per split).
     """
-    _check_args(seed, num_train, num_val, num_classes, image_size,
-                objects_per_image, object_size, imbalance_ratio,
-                val_imbalance_ratio, frequency_thresholds,
-                hard_variant_fraction, val_hard_variant_fraction, jpeg_quality)
     params = _normalise_params(
         dict(
             num_train=num_train,
@@ -214,7 +174,9 @@ def make_synthetic_lvis(root: str,
             frequency_thresholds=frequency_thresholds,
             hard_variant_fraction=hard_variant_fraction,
             val_hard_variant_fraction=val_hard_variant_fraction,
+            hard_variant_colour_mix=hard_variant_colour_mix,
             jpeg_quality=jpeg_quality))
+    check_params(params)
     summary = _write_files(root, params)
     dump_json(
         dict(version=SYNTHETIC_LVIS_VERSION, params=params, summary=summary),
@@ -250,8 +212,10 @@ def _write_files(root: str, params: Dict[str, Any]) -> Dict[str, Any]:
         num_instances[split], hard_ann_ids[split] = write_split(
             root, split, layout['labels'][split], layout['hard_flags'][split],
             first_id[split], categories, params['seed'],
-            tuple(params['image_size']), tuple(params['object_size']),
-            params['jpeg_quality'])
+            tuple(params['image_size']),
+            Look(
+                tuple(params['object_size']),
+                params['hard_variant_colour_mix']), params['jpeg_quality'])
     return dict(
         version=SYNTHETIC_LVIS_VERSION,
         params=params,

@@ -1,5 +1,5 @@
 """Drawing the synthetic LVIS images: shapes on textured backgrounds."""
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, NamedTuple, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -7,7 +7,20 @@ from PIL import Image, ImageDraw
 from .synthetic_spec import (class_spec, lookalike_class, polygon_area,
                              unit_polygon)
 
-__all__ = ['render_image']
+__all__ = ['render_image', 'Look']
+
+
+class Look(NamedTuple):
+    """How objects are drawn.
+
+    Attributes:
+        object_size (tuple[float, float]): Range of the nominal size.
+        hard_colour_mix (float): Share of the look-alike's colour in a hard
+            variant's colour (1: the look-alike's, 0: its own class's).
+    """
+    object_size: Tuple[float, float]
+    hard_colour_mix: float = 1.0
+
 
 #: Hard variants take sizes in the lowest part of the size range ...
 HARD_SIZE_FRACTION = 0.4
@@ -60,16 +73,16 @@ def _rotated(poly: np.ndarray, degrees: float) -> np.ndarray:
 
 
 def _look(rng: np.random.Generator, label: int, is_hard: bool,
-          num_classes: int,
-          object_size: Tuple[float, float]) -> Tuple[np.ndarray, np.ndarray]:
+          num_classes: int, look: Look) -> Tuple[np.ndarray, np.ndarray]:
     """Centred polygon and colour of one object.
 
     A hard variant of class A is drawn like its look-alike B (same shape,
-    B's colour), small and slightly rotated, with a hole: only the hole
+    B's colour, or a blend of A's and B's by ``look.hard_colour_mix``),
+    small and slightly rotated, with a hole: at a mix of 1 only the hole
     tells it from B, and only a few objects of A look like this.
     """
     shape, _, rgb = class_spec(label)
-    smin, smax = object_size
+    smin, smax = look.object_size
     poly = unit_polygon(shape)
     if not is_hard:
         size = rng.uniform(smin, smax)
@@ -81,7 +94,9 @@ def _look(rng: np.random.Generator, label: int, is_hard: bool,
     poly = _rotated(poly * (size / 2),
                     rng.uniform(5, 15) * rng.choice([-1, 1]))
     _, _, lookalike_rgb = class_spec(lookalike_class(label, num_classes))
-    return poly, np.asarray(lookalike_rgb) * rng.uniform(0.85, 1.0)
+    mix = look.hard_colour_mix
+    colour = (1 - mix) * np.asarray(rgb) + mix * np.asarray(lookalike_rgb)
+    return poly, colour * rng.uniform(0.85, 1.0)
 
 
 def _fill(img: np.ndarray, poly: np.ndarray, colour: np.ndarray) -> None:
@@ -91,8 +106,7 @@ def _fill(img: np.ndarray, poly: np.ndarray, colour: np.ndarray) -> None:
 
 
 def render_image(rng: np.random.Generator, width: int, height: int,
-                 labels: List[int], hard: List[bool],
-                 object_size: Tuple[float, float],
+                 labels: List[int], hard: List[bool], look: Look,
                  num_classes: int) -> Tuple[np.ndarray, List[Dict[str, Any]]]:
     """Draw one image; return its pixels and its objects' geometry.
 
@@ -102,7 +116,7 @@ def render_image(rng: np.random.Generator, width: int, height: int,
         height (int): Image height.
         labels (list[int]): Class of every object.
         hard (list[bool]): Which objects are hard variants.
-        object_size (tuple[float, float]): Range of the nominal size.
+        look (Look): Object sizes and the hard variants' colour.
         num_classes (int): Number of classes (for the look-alikes).
 
     Returns:
@@ -114,7 +128,7 @@ def render_image(rng: np.random.Generator, width: int, height: int,
     boxes: List[Tuple[float, float, float, float]] = []
     objects = []
     for label, is_hard in zip(labels, hard):
-        poly, colour = _look(rng, label, is_hard, num_classes, object_size)
+        poly, colour = _look(rng, label, is_hard, num_classes, look)
         # Keep the object inside the image whatever its rotated extent.
         extent = poly.max(0) - poly.min(0)
         shrink = min(1.0, (width - 6) / extent[0], (height - 6) / extent[1])

@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from .synthetic_render import render_image
+from .synthetic_render import Look, render_image
 from .synthetic_spec import SYNTHETIC_LVIS_VERSION, class_spec
 
 __all__ = ['write_split', 'category_records', 'dump_json']
@@ -58,9 +58,10 @@ def category_records(names: Sequence[str], freq: Sequence[str],
 
 def write_split(root: str, split: str, labels: List[List[int]],
                 hard_flags: List[List[bool]], first_id: int,
-                categories: List[Dict[str, Any]], seed: int,
-                image_size: Tuple[int, int], object_size: Tuple[float, float],
-                jpeg_quality: int) -> Tuple[int, List[int]]:
+                categories: List[Dict[str,
+                                      Any]], seed: int, image_size: Tuple[int,
+                                                                          int],
+                look: Look, jpeg_quality: int) -> Tuple[int, List[int]]:
     """Draw and save one split's images and its JSON file.
 
     Returns:
@@ -75,8 +76,8 @@ def write_split(root: str, split: str, labels: List[List[int]],
         # One generator per image: an image depends on (seed, split, index)
         # and its layout only.
         rng = np.random.default_rng([seed, _SPLIT_CODES[split], i])
-        pixels, geoms = render_image(rng, width, height, objs, flags,
-                                     object_size, len(categories))
+        pixels, geoms = render_image(rng, width, height, objs, flags, look,
+                                     len(categories))
         present = {c + 1 for c in objs}
         # The data are exhaustively annotated: every absent category is a
         # verified negative, so LVISEval penalises false positives as COCO

@@ -237,6 +237,43 @@ def test_hard_variants_are_hollow_lookalikes(tiny):
     assert checked >= 2
 
 
+def test_hard_variant_colour_mix_blends_the_two_colours():
+    """The mix changes a hard variant's colour only: same geometry, same
+    noise, and mix 0.5 is the midpoint of mix 0 (own colour) and mix 1
+    (the look-alike's), pixel for pixel up to rounding."""
+    from mmdiff.datasets.synthetic_render import Look, render_image
+    from mmdiff.datasets.synthetic_spec import class_spec, lookalike_class
+
+    def draw(mix: float, hard: bool):
+        rng = np.random.default_rng(7)
+        return render_image(rng, 96, 80, [2, 5], [hard, False],
+                            Look((30, 40), mix), 20)
+
+    (zero, geo0), (half, geo5), (one, geo1) = (
+        draw(m, True) for m in (0.0, 0.5, 1.0))
+    assert [g['bbox'] for g in geo0] == [g['bbox'] for g in geo1]
+    assert [g['bbox'] for g in geo0] == [g['bbox'] for g in geo5]
+    changed = np.abs(one.astype(int) - zero).max(2) > 0
+    x, y, w, h = geo0[0]['bbox']
+    inside = np.zeros_like(changed)
+    inside[int(y):int(y + h) + 1, int(x):int(x + w) + 1] = True
+    # Only the hard variant's pixels change (its ring: the hole and the
+    # background around a triangle keep theirs).
+    assert changed.any() and not (changed & ~inside).any()
+    assert changed[inside].mean() > 0.1
+    midpoint = (zero.astype(float) + one) / 2
+    assert np.abs(half - midpoint)[changed].max() <= 1.0
+    # Mix 0 is the class's own colour, mix 1 the look-alike's.
+    own, other = (
+        np.asarray(class_spec(c)[2], dtype=float)
+        for c in (2, lookalike_class(2, 20)))
+    for img, rgb in ((zero, own), (one, other)):
+        mean = img[changed].mean(0)
+        assert np.abs(mean / mean.max() - rgb / rgb.max()).max() < 0.1
+    # A normal object ignores the mix.
+    assert np.array_equal(draw(0.0, False)[0], draw(1.0, False)[0])
+
+
 def test_val_hard_variant_fraction():
     base = _normalise_params({})
     same = make_layout(base)
@@ -388,6 +425,8 @@ def test_invalid_arguments(tmp_path):
         dict(frequency_thresholds=(0.2, 0.1)),
         dict(hard_variant_fraction=0.5),
         dict(val_hard_variant_fraction=-0.1),
+        dict(hard_variant_colour_mix=1.5),
+        dict(hard_variant_colour_mix=-0.1),
         dict(num_train=2, num_classes=8, objects_per_image=(1, 1)),
     ]
     for kwargs in bad:

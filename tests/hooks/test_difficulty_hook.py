@@ -195,6 +195,8 @@ def test_resume_draws_the_uninterrupted_indices(synthetic_lvis_root: str,
                                                 tmp_path: Any) -> None:
 
     def run(work_dir: str, max_epochs: int, **kw: Any) -> Runner:
+        # Half the images per epoch: which are drawn is what is compared.
+        kw['train_dataloader.sampler.num_samples'] = 16
         cfg = tiny_demo_cfg(synthetic_lvis_root, work_dir, max_epochs, **kw)
         cfg.custom_hooks.append(dict(type='RecordIndicesHook'))
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
@@ -237,9 +239,11 @@ def test_the_hook_only_observes_training(synthetic_lvis_root: str,
     """
 
     def train(name: str, hook: bool) -> Dict[str, torch.Tensor]:
-        cfg = tiny_demo_cfg(synthetic_lvis_root, osp.join(str(tmp_path),
-                                                          name), 2,
-                            **{'train_dataloader.sampler.scheme': 'uniform'})
+        cfg = tiny_demo_cfg(
+            synthetic_lvis_root, osp.join(str(tmp_path), name), 2, **{
+                'train_dataloader.sampler.scheme': 'uniform',
+                'train_dataloader.sampler.num_samples': 16
+            })
         if not hook:
             cfg.custom_hooks = []
         runner = _build(cfg)
