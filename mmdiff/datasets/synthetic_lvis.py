@@ -37,10 +37,12 @@ Hard variants: in every frequent class A, a fraction
 ``hard_variant_fraction`` of the instances (train and val) is a confusable
 look-alike: drawn in the colour of the class B with the same shape (so it
 looks like B), small, rotated by 5-15 degrees, with a hole in the middle
-(the only cue that it is A). It is a rare sub-class of a frequent class,
-the case the paper's instance difficulty is for. Such annotations carry the
-non-standard key ``"mmdiff_hard_variant": true`` (LVIS and mmdet loaders
-ignore unknown keys); all others carry ``false``.
+(the only cue that it is A); ``hard_variant_colour_mix`` below 1 blends
+A's colour back in, for hard variants that can be learned. It is a rare
+sub-class of a frequent class, the case the paper's instance difficulty is
+for. Such annotations carry the non-standard key
+``"mmdiff_hard_variant": true`` (LVIS and mmdet loaders ignore unknown
+keys); all others carry ``false``.
 
 Everything is a pure function of the parameters: the same seed gives
 byte-identical JSON and JPEG files (for a given Pillow / libjpeg build).
