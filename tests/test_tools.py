@@ -52,7 +52,8 @@ def test_train_resume_and_test(synthetic_lvis_root: str,
         TRAIN, DEMO_CONFIG, '--work-dir', work_dir, *_tiny_options(
             synthetic_lvis_root, **{
                 'train_cfg.max_epochs': 1,
-                'train_cfg.val_interval': 10
+                'train_cfg.val_interval': 10,
+                'train_dataloader.sampler.num_samples': 8
             })
     ], str(tmp_path))
     assert first.returncode == 0, first.stderr[-3000:]
@@ -64,7 +65,8 @@ def test_train_resume_and_test(synthetic_lvis_root: str,
         TRAIN, DEMO_CONFIG, '--work-dir', work_dir, '--resume', *_tiny_options(
             synthetic_lvis_root, **{
                 'train_cfg.max_epochs': 2,
-                'train_cfg.val_interval': 10
+                'train_cfg.val_interval': 10,
+                'train_dataloader.sampler.num_samples': 8
             })
     ], str(tmp_path))
     log = second.stdout + second.stderr

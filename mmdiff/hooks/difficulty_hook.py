@@ -275,7 +275,7 @@ class DifficultyHook(Hook):
             ])
             state.reset(ids)
         self.nan_rows += merged['invalid']
-        inst_d = self._instance_difficulty()
+        inst_d = self.instance_difficulty()
         img_d = image_difficulty(
             inst_d,
             self.instance_image,
@@ -289,8 +289,13 @@ class DifficultyHook(Hook):
         if self.dump and is_main_process():
             self._dump(runner, inst_d, img_d)
 
-    def _instance_difficulty(self) -> np.ndarray:
-        """D of every object as the sampler uses it (unseen policy)."""
+    def instance_difficulty(self) -> np.ndarray:
+        """D of every training object as the sampler uses it.
+
+        Returns:
+            np.ndarray: ``(num_objects,)`` float64, in the dataset index's
+            object order, the ``unseen`` policy applied.
+        """
         n = len(self.instance_labels)
         d = np.asarray(self.state.difficulty(), dtype=np.float64)[:n]
         return fill_unseen(d, self.state.observed[:n], self.instance_labels,

@@ -244,6 +244,12 @@ class DifficultyClassAwareSampler(Sampler):
         self._last_indices = indices
         return indices
 
+    @property
+    def last_indices(self) -> Optional[torch.Tensor]:
+        """The global list of dataset indices drawn for the last epoch
+        (all ranks, before sharding); None before the first draw."""
+        return self._last_indices
+
     def __iter__(self) -> Iterator[int]:
         """Iterate this rank's shard of the epoch's global list."""
         indices = self._draw()

@@ -63,7 +63,7 @@ class RecordIndicesHook(Hook):
 
     def after_train_epoch(self, runner: Runner) -> None:
         sampler = runner.train_dataloader.batch_sampler.sampler
-        self.indices[runner.epoch] = sampler._last_indices.tolist()
+        self.indices[runner.epoch] = sampler.last_indices.tolist()
 
 
 def _spy_on_records(monkeypatch: Any, runner: Runner) -> tuple:
@@ -108,7 +108,7 @@ def test_real_run_difficulty_is_the_reference_of_its_predictions(
     the dataset. The difficulty is then recomputed from the predictions the
     hook kept by the brute-force reference of ``tests/core``. Whether D
     finds hard objects is measured by the detection evidence
-    (docs/results.md), not by three 16-step epochs.
+    (docs/results.md), not by three 8-step epochs of 16 of the 32 images.
     """
     flipped = list(range(0, 32, 4))
     cfg = tiny_demo_cfg(
@@ -116,6 +116,7 @@ def test_real_run_difficulty_is_the_reference_of_its_predictions(
         str(tmp_path),
         max_epochs=3,
         **{
+            'train_dataloader.sampler.num_samples': 16,
             'train_dataloader.dataset.serialize_data': False,
             'custom_hooks.0.storage': storage,
             'custom_hooks.0.topk': 3,
@@ -264,7 +265,8 @@ def test_the_hook_only_observes_training(synthetic_lvis_root: str,
 
 def test_load_from_starts_fresh(synthetic_lvis_root: str,
                                 tmp_path: Any) -> None:
-    cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path), 1)
+    cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path), 1,
+                        **{'train_dataloader.sampler.num_samples': 8})
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     Runner.from_cfg(cfg).train()
     cfg2 = tiny_demo_cfg(
@@ -339,7 +341,7 @@ def test_nan_probabilities_are_skipped_and_counted(synthetic_lvis_root: str,
             num_gts=[(0, int(hook.counts[0])), (1, int(hook.counts[1]))]))
     hook.after_train_epoch(runner)
     assert hook.nan_rows == 1
-    d = hook._instance_difficulty()
+    d = hook.instance_difficulty()
     assert np.all(np.isfinite(d))
     # The two finite rows reached the state, the NaN one did not.
     assert hook.state.epoch == 1

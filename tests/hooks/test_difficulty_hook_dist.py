@@ -116,7 +116,7 @@ class DistRecordHook(Hook):
         np.savez(
             self._path(runner, f'epoch{runner.epoch}.npz'),
             probs=sampler.probabilities,
-            global_indices=sampler._last_indices.numpy(),
+            global_indices=sampler.last_indices.numpy(),
             seen=np.asarray(self.seen, dtype=np.int64),
             objects_updated=runner.message_hub.get_info(
                 'difficulty/objects_updated'),
@@ -129,7 +129,7 @@ class DistRecordHook(Hook):
         hook = _difficulty_hook(runner)
         np.savez(
             self._path(runner, 'final.npz'),
-            instance_difficulty=hook._instance_difficulty())
+            instance_difficulty=hook.instance_difficulty())
         torch.save(runner.model.module.state_dict(),
                    self._path(runner, 'weights.pth'))
 

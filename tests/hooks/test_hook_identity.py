@@ -37,7 +37,7 @@ def _observed_and_drawn(runner: Runner) -> tuple:
     observed: Set[int] = set(
         hook.instance_image[hook.state.difficulty() != 1.0].tolist())
     drawn = set(
-        sampler.dataset_index.image_of_index[sampler._last_indices].tolist())
+        sampler.dataset_index.image_of_index[sampler.last_indices].tolist())
     return hook, sampler, observed, drawn
 
 

@@ -179,7 +179,7 @@ def test_rank_shards_are_slices_of_one_global_list():
         sampler.set_difficulty([1, 2, 3, 4, 5, 6, 7, 8], epoch=0)
         sampler.set_epoch(2)
         shards.append(list(sampler))
-        global_list = sampler._last_indices.tolist()
+        global_list = sampler.last_indices.tolist()
         assert len(global_list) == 12
         assert shards[-1] == global_list[rank:12:world]
     assert {len(shard) for shard in shards} == {4}
@@ -374,7 +374,7 @@ def test_works_inside_aspect_ratio_batch_sampler():
         sampler, batch_size=4, drop_last=False)
     batches = list(batch_sampler)
     flat = [i for batch in batches for i in batch]
-    assert sorted(flat) == sorted(sampler._last_indices.tolist())
+    assert sorted(flat) == sorted(sampler.last_indices.tolist())
     for batch in batches[:-2]:  # the leftovers may mix orientations
         assert len({i % 2 for i in batch}) == 1
 

@@ -49,7 +49,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             length=len(sampler),
             shard=shard.numpy(),
             gathered=torch.stack(gathered).numpy(),
-            global_list=sampler._last_indices.numpy())
+            global_list=sampler.last_indices.numpy())
     finally:
         dist.destroy_process_group()
 
