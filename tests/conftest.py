@@ -1,10 +1,19 @@
 """Shared fixtures: a tiny synthetic LVIS set and the demo config on it."""
+import os
 import os.path as osp
 import socket
 import uuid
 from typing import Any
 
 import pytest
+
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # setup.cfg runs the suite on every core (pytest-xdist, one worker per
+    # core): one thread per worker, and per process a worker starts (the
+    # tools' subprocesses inherit it), or the workers fight for the cores.
+    os.environ['OMP_NUM_THREADS'] = '1'
+    import torch
+    torch.set_num_threads(1)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'demo',
