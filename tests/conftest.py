@@ -22,6 +22,16 @@ DEMO_CONFIG = osp.join(REPO, 'configs', 'demo',
 TINY_SYNTHETIC = dict(seed=0, num_train=32, num_val=20)
 
 
+def pytest_xdist_auto_num_workers(config: Any) -> int:
+    """``-n auto`` (setup.cfg): one worker per usable core, at most 4 (each
+    loads torch and mmdet and makes its own data); the environment variable
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it."""
+    env = os.environ.get('PYTEST_XDIST_AUTO_NUM_WORKERS')
+    if env:
+        return int(env)
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (for gloo)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -290,12 +290,12 @@ class DifficultyHook(Hook):
             self._dump(runner, inst_d, img_d)
 
     def instance_difficulty(self) -> np.ndarray:
-        """D of every training object as the sampler uses it.
-
-        Returns:
-            np.ndarray: ``(num_objects,)`` float64, in the dataset index's
-            object order, the ``unseen`` policy applied.
-        """
+        """D of every training object as the sampler uses it (the ``unseen``
+        policy applied): ``(num_objects,)`` float64 in the dataset index's
+        object order. Available from ``before_train`` on."""
+        if self.state is None:
+            raise RuntimeError('DifficultyHook.instance_difficulty() needs '
+                               'the state that before_train builds')
         n = len(self.instance_labels)
         d = np.asarray(self.state.difficulty(), dtype=np.float64)[:n]
         return fill_unseen(d, self.state.observed[:n], self.instance_labels,

@@ -246,9 +246,10 @@ class DifficultyClassAwareSampler(Sampler):
 
     @property
     def last_indices(self) -> Optional[torch.Tensor]:
-        """The global list of dataset indices drawn for the last epoch
-        (all ranks, before sharding); None before the first draw."""
-        return self._last_indices
+        """A copy of the global list of dataset indices drawn for the last
+        epoch (all ranks, before sharding); None before the first draw."""
+        indices = self._last_indices
+        return None if indices is None else indices.clone()
 
     def __iter__(self) -> Iterator[int]:
         """Iterate this rank's shard of the epoch's global list."""

@@ -312,10 +312,16 @@ def test_small_chunks_give_identical_results(monkeypatch) -> None:
 
 def test_end_epoch_restores_thread_count() -> None:
     threads = torch.get_num_threads()
-    state = DifficultyState(3, 4)
-    state.observe([0], [[0.25] * 4], [0])
-    state.end_epoch()
-    assert torch.get_num_threads() == threads
+    try:
+        # More than one, whatever the runner (xdist workers run with one):
+        # end_epoch drops to one thread and must restore this.
+        torch.set_num_threads(3)
+        state = DifficultyState(3, 4)
+        state.observe([0], [[0.25] * 4], [0])
+        state.end_epoch()
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------------------

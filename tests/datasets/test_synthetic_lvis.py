@@ -274,6 +274,29 @@ def test_hard_variant_colour_mix_blends_the_two_colours():
     assert np.array_equal(draw(0.0, False)[0], draw(1.0, False)[0])
 
 
+def test_colour_mix_changes_exactly_the_images_with_hard_variants(tmp_path):
+    """Through make_synthetic_lvis: same annotations at mix 0 and 1, and
+    an image file differs exactly when it holds a hard variant."""
+    roots = [str(tmp_path / f'mix{m}') for m in (0, 1)]
+    for root, mix in zip(roots, (0.0, 1.0)):
+        make_synthetic_lvis(root, seed=0, hard_variant_colour_mix=mix, **TINY)
+    for split in ('train', 'val'):
+        zero, one = (_load(root, split) for root in roots)
+        assert zero['annotations'] == one['annotations']
+        hard = {
+            a['image_id']
+            for a in zero['annotations'] if a['mmdiff_hard_variant']
+        }
+        assert hard
+        for img in zero['images']:
+            files = [
+                osp.join(root, f'{split}2017', img['file_name'])
+                for root in roots
+            ]
+            same = open(files[0], 'rb').read() == open(files[1], 'rb').read()
+            assert same == (img['id'] not in hard), img['id']
+
+
 def test_val_hard_variant_fraction():
     base = _normalise_params({})
     same = make_layout(base)
@@ -427,6 +450,9 @@ def test_invalid_arguments(tmp_path):
         dict(val_hard_variant_fraction=-0.1),
         dict(hard_variant_colour_mix=1.5),
         dict(hard_variant_colour_mix=-0.1),
+        dict(hard_variant_colour_mix=None),
+        dict(hard_variant_colour_mix='0.5'),
+        dict(hard_variant_colour_mix=True),
         dict(num_train=2, num_classes=8, objects_per_image=(1, 1)),
     ]
     for kwargs in bad:

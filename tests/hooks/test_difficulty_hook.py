@@ -399,3 +399,8 @@ def hook_objects(runner: Runner) -> int:
     """Objects of the training set, as the sampler's index counts them."""
     index = runner.train_dataloader.batch_sampler.sampler.dataset_index
     return int(index.kept_counts().sum())
+
+
+def test_instance_difficulty_before_training_says_what_it_needs() -> None:
+    with pytest.raises(RuntimeError, match='before_train'):
+        DifficultyHook().instance_difficulty()
