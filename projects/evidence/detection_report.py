@@ -213,7 +213,10 @@ def _over_epochs(fig: Figure, result: dict) -> bool:
                                    ('d_other_by_epoch', 'other objects',
                                     '0.5')):
             series = np.array([r[key] for r in by[arm]])
-            epochs = np.arange(1, series.shape[1] + 1)
+            # One value per hook update: every epoch, or every
+            # ``interval`` epochs with the eval pass.
+            step = max(1, result['preset']['epochs'] // series.shape[1])
+            epochs = step * np.arange(1, series.shape[1] + 1)
             ax.plot(
                 epochs,
                 np.median(series, 0),
