@@ -48,9 +48,8 @@ def _check_distribution(p: Dict[str, Any]) -> None:
         if value is not None and not 0 <= value < 0.5:
             raise ValueError(f'{name} must be in [0, 0.5), got {value!r}')
     mix = p['hard_variant_colour_mix']
-    if isinstance(mix,
-                  bool) or not isinstance(mix,
-                                          (int, float)) or not 0 <= mix <= 1:
+    number = isinstance(mix, (int, float)) and not isinstance(mix, bool)
+    if not (number and 0 <= mix <= 1):
         raise ValueError('hard_variant_colour_mix must be in [0, 1], got '
                          f'{mix!r}')
 

@@ -11,6 +11,9 @@ from .synthetic_spec import SYNTHETIC_LVIS_VERSION, class_spec
 
 __all__ = ['write_split', 'category_records', 'dump_json']
 
+#: (width, height) of an image.
+Size = Tuple[int, int]
+
 COCO_URL_PREFIX = 'http://images.cocodataset.org/'
 HARD_KEY = 'mmdiff_hard_variant'
 _SPLIT_CODES = {'train': 1, 'val': 2}
@@ -58,9 +61,7 @@ def category_records(names: Sequence[str], freq: Sequence[str],
 
 def write_split(root: str, split: str, labels: List[List[int]],
                 hard_flags: List[List[bool]], first_id: int,
-                categories: List[Dict[str,
-                                      Any]], seed: int, image_size: Tuple[int,
-                                                                          int],
+                categories: List[Dict[str, Any]], seed: int, image_size: Size,
                 look: Look, jpeg_quality: int) -> Tuple[int, List[int]]:
     """Draw and save one split's images and its JSON file.
 
