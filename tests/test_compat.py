@@ -1,6 +1,10 @@
-"""The two stack work-arounds of mmdiff.compat."""
+"""The stack work-arounds of mmdiff.compat."""
 import collections
+import json
+import os
 import os.path as osp
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -79,3 +83,53 @@ def test_allow_checkpoint_types_admits_a_trusted_type(tmp_path) -> None:
 def test_missing_checkpoint_file(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match='can not be found'):
         load_checkpoint_file(osp.join(tmp_path, 'none.pth'))
+
+
+SHOW = '''
+import json
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import CheckpointLoader
+import mmdiff
+from mmdiff.compat import applied_patches
+loader = CheckpointLoader._schemes['']
+print(json.dumps(dict(
+    applied=applied_patches(), loader=loader.__module__,
+    guarded=bool(getattr(Runner.resume, '_mmdiff_guarded', False)))))
+'''
+
+
+def _import_mmdiff(skip: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MMDIFF_COMPAT_SKIP=skip)
+    return subprocess.run([sys.executable, '-c', SHOW],
+                          capture_output=True,
+                          text=True,
+                          env=env,
+                          timeout=300)
+
+
+def test_patches_are_those_the_installed_versions_need() -> None:
+    run = _import_mmdiff('')
+    assert run.returncode == 0, run.stderr[-2000:]
+    shown = json.loads(run.stdout.splitlines()[-1])
+    # numpy 2 has no np.float; mmengine 0.10.7 has the loader and the
+    # resume that runs meta['config']
+    assert shown == dict(
+        applied=['numpy_float_alias', 'checkpoint_loader', 'resume_guard'],
+        loader='mmdiff.compat',
+        guarded=True)
+    said = run.stdout + run.stderr
+    assert said.count('mmdiff.compat applied') == 1  # once, at INFO
+
+
+def test_each_patch_can_be_skipped() -> None:
+    run = _import_mmdiff('resume_guard, checkpoint_loader')
+    shown = json.loads(run.stdout.splitlines()[-1])
+    assert shown == dict(
+        applied=['numpy_float_alias'],
+        loader='mmengine.runner.checkpoint',
+        guarded=False)
+    run = _import_mmdiff('all')
+    assert json.loads(run.stdout.splitlines()[-1])['applied'] == []
+    run = _import_mmdiff('no_such_patch')
+    assert run.returncode != 0
+    assert 'unknown patches' in run.stderr and 'resume_guard' in run.stderr
