@@ -122,7 +122,7 @@ def test_dist_train_sh_two_cpu_processes(synthetic_lvis_root: str,
         synthetic_lvis_root, **{
             'train_cfg.max_epochs': 1,
             'train_cfg.val_interval': 10,
-            'train_dataloader.sampler.num_samples': 8,
+            'train_dataloader.sampler.images_per_epoch': 8,
         })
     env = dict(
         os.environ,

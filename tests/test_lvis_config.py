@@ -47,7 +47,7 @@ def _options(root: str, max_epochs: int) -> List[str]:
         'test_dataloader.dataset.pipeline.1.scale': '(128,96)',
         'model.backbone.init_cfg': None,
         'custom_hooks.0.storage': 'topk',
-        'train_dataloader.sampler.num_samples': 4,
+        'train_dataloader.sampler.images_per_epoch': 4,
         'train_cfg.max_epochs': max_epochs,
         'train_cfg.val_interval': 100,
     }

@@ -53,7 +53,7 @@ def test_train_resume_and_test(synthetic_lvis_root: str,
             synthetic_lvis_root, **{
                 'train_cfg.max_epochs': 1,
                 'train_cfg.val_interval': 10,
-                'train_dataloader.sampler.num_samples': 8
+                'train_dataloader.sampler.images_per_epoch': 8
             })
     ], str(tmp_path))
     assert first.returncode == 0, first.stderr[-3000:]
@@ -66,7 +66,7 @@ def test_train_resume_and_test(synthetic_lvis_root: str,
             synthetic_lvis_root, **{
                 'train_cfg.max_epochs': 2,
                 'train_cfg.val_interval': 10,
-                'train_dataloader.sampler.num_samples': 8
+                'train_dataloader.sampler.images_per_epoch': 8
             })
     ], str(tmp_path))
     log = second.stdout + second.stderr

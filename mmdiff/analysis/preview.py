@@ -134,7 +134,7 @@ def preview_schemes(
         index: DatasetIndex,
         class_frequency: Sequence[str],
         thr: float,
-        num_samples: Optional[int] = None,
+        images_per_epoch: Optional[int] = None,
         configured: Optional[Dict[str, Any]] = None,
         difficulty: Optional[np.ndarray] = None,
         config_row: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
@@ -145,7 +145,7 @@ def preview_schemes(
         class_frequency (Sequence[str]): ``(K,)`` LVIS group of every class
             (``'r'`` / ``'c'`` / ``'f'``).
         thr (float): Repeat-factor threshold t.
-        num_samples (int, optional): Draws per epoch. Defaults to None
+        images_per_epoch (int, optional): Draws per epoch. Defaults to None
             (``S``).
         configured (dict, optional): A DifficultyClassAwareSampler:
             ``scheme`` and the options of
@@ -162,7 +162,8 @@ def preview_schemes(
     Returns:
         dict: Scheme name -> :func:`preview_epoch`'s numbers.
     """
-    n = index.num_indices if num_samples is None else int(num_samples)
+    n = index.num_indices if images_per_epoch is None else int(
+        images_per_epoch)
     per_image = ImageClassIndex.from_flat(index.object_labels,
                                           np.diff(index.object_offsets),
                                           index.num_classes)

@@ -9,13 +9,13 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from mmdiff.core import (ImageClassIndex, image_groups,
+from mmdiff.core import (ImageClassIndex, group_sums, image_groups,
                          repeat_factors_from_counts)
 from .dump import load_dump
 
 __all__ = [
     'QUANTILES', 'class_index_from_instances', 'class_sampling_mass',
-    'repeat_factor_probs', 'group_mass', 'group_quantiles', 'hardest_objects',
+    'repeat_factor_probs', 'group_quantiles', 'hardest_objects',
     'index_in_image', 'difficulty_over_epochs', 'histogram_stats',
     'sampling_mass_stats', 'over_epochs_stats', 'gallery_stats', 'is_wide',
     'quantile_names', 'object_groups'
@@ -90,23 +90,6 @@ def repeat_factor_probs(index: ImageClassIndex, images_per_class: np.ndarray,
     """
     factors = repeat_factors_from_counts(index, images_per_class, thr)
     return factors / factors.sum()
-
-
-def group_mass(probs: np.ndarray, image_group: np.ndarray,
-               num_groups: int) -> np.ndarray:
-    """Sampling mass of each group of images.
-
-    Args:
-        probs (np.ndarray): ``(N,)`` image probabilities.
-        image_group (np.ndarray): ``(N,)`` group id, -1 for none.
-        num_groups (int): ``G``.
-
-    Returns:
-        np.ndarray: ``(G,)`` mass per group (images of group -1 left out).
-    """
-    keep = image_group >= 0
-    return np.bincount(
-        image_group[keep], weights=probs[keep], minlength=num_groups)
 
 
 def group_quantiles(values: np.ndarray,
@@ -308,7 +291,7 @@ def sampling_mass_stats(dump: Dict[str, Any],
                 np.bincount(
                     class_group, weights=mass[scheme], minlength=len(names))))
         per_image[scheme] = dict(
-            zip(names, group_mass(p, image_group, len(names))))
+            zip(names, group_sums(p, image_group, len(names))))
         per_image[scheme]['none'] = float(p[image_group < 0].sum())
     return dict(
         rfs_thr=rfs_thr,

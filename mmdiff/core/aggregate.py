@@ -14,14 +14,14 @@ from typing import Any, Tuple
 import numpy as np
 import torch
 
+from .validation import check_choice
+
 __all__ = [
     'image_difficulty', 'instance_offsets', 'instance_to_image', 'object_ids',
-    'fill_unseen', 'UNSEEN_POLICIES'
+    'fill_unseen', 'UNSEEN_POLICIES', 'REDUCTIONS'
 ]
 
 UNSEEN_POLICIES = ('one', 'mean', 'class_mean')
-
-REDUCTIONS = ('mean', 'max', 'sum')
 
 
 def _as_numpy(value: Any, name: str) -> np.ndarray:
@@ -126,8 +126,7 @@ def image_difficulty(instance_difficulty: Any,
                                           (int, np.integer)) or num_images < 0:
         raise ValueError(
             f'num_images must be an integer >= 0, got {num_images!r}')
-    if reduce not in REDUCTIONS:
-        raise ValueError(f'reduce must be one of {REDUCTIONS}, got {reduce!r}')
+    check_choice(reduce, 'reduce', REDUCTIONS)
     if not np.isfinite(float(empty_value)):
         raise ValueError(f'empty_value must be finite, got {empty_value!r}')
     diff = _as_numpy(instance_difficulty, 'instance_difficulty')
@@ -151,17 +150,36 @@ def image_difficulty(instance_difficulty: Any,
             f'[{image.min()}, {image.max()}]')
 
     counts = np.bincount(image, minlength=num_images)
-    if reduce == 'max':
-        out = np.full(num_images, -np.inf)
-        np.maximum.at(out, image, diff)
-    else:
-        # astype: bincount of an empty input returns int64 despite weights.
-        out = np.bincount(
-            image, weights=diff, minlength=num_images).astype(np.float64)
-        if reduce == 'mean':
-            out = np.divide(out, counts, out=out, where=counts > 0)
+    out = _REDUCERS[reduce](diff, image, counts)
     out[counts == 0] = float(empty_value)
     return out
+
+
+def _sum(diff: np.ndarray, image: np.ndarray,
+         counts: np.ndarray) -> np.ndarray:
+    # astype: bincount of an empty input returns int64 despite weights.
+    return np.bincount(
+        image, weights=diff, minlength=counts.size).astype(np.float64)
+
+
+def _mean(diff: np.ndarray, image: np.ndarray,
+          counts: np.ndarray) -> np.ndarray:
+    out = _sum(diff, image, counts)
+    return np.divide(out, counts, out=out, where=counts > 0)
+
+
+def _max(diff: np.ndarray, image: np.ndarray,
+         counts: np.ndarray) -> np.ndarray:
+    out = np.full(counts.size, -np.inf)
+    np.maximum.at(out, image, diff)
+    return out
+
+
+#: reduce -> how an image's instance difficulties become its difficulty
+#: (images without instances are set afterwards). A new aggregation is one
+#: function and one entry here.
+_REDUCERS = {'mean': _mean, 'max': _max, 'sum': _sum}
+REDUCTIONS = tuple(_REDUCERS)
 
 
 def fill_unseen(instance_difficulty: Any,
@@ -191,9 +209,7 @@ def fill_unseen(instance_difficulty: Any,
     Returns:
         np.ndarray: (N,) float64, observed instances unchanged.
     """
-    if policy not in UNSEEN_POLICIES:
-        raise ValueError(
-            f'policy must be one of {UNSEEN_POLICIES}, got {policy!r}')
+    check_choice(policy, 'policy', UNSEEN_POLICIES)
     d = _as_numpy(instance_difficulty, 'instance_difficulty').astype(
         np.float64, copy=True)
     seen = _as_numpy(observed, 'observed').astype(bool)

@@ -3,7 +3,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-__all__ = ['sampling_diagnostics']
+__all__ = ['sampling_diagnostics', 'group_sums']
 
 
 def sampling_diagnostics(probs: Sequence[float],
@@ -84,6 +84,24 @@ def sampling_diagnostics(probs: Sequence[float],
     return out
 
 
+def group_sums(values: np.ndarray, groups: np.ndarray,
+               num_groups: int) -> np.ndarray:
+    """The sum of ``values`` over the images of each group.
+
+    Args:
+        values (np.ndarray): ``(N,)`` per image (e.g. its probability).
+        groups (np.ndarray): ``(N,)`` group id, -1 for none.
+        num_groups (int): ``G``.
+
+    Returns:
+        np.ndarray: ``(G,)`` float64 (images of group -1 left out).
+    """
+    keep = groups >= 0
+    return np.bincount(
+        groups[keep], weights=values[keep],
+        minlength=num_groups).astype(np.float64)
+
+
 def _group_diagnostics(p: np.ndarray, counts: Optional[np.ndarray], n: int,
                        groups: Sequence[int],
                        group_names: Optional[Sequence[str]]) -> dict:
@@ -102,12 +120,10 @@ def _group_diagnostics(p: np.ndarray, counts: Optional[np.ndarray], n: int,
     if len(names) < num_groups:
         raise ValueError(f'group_names has {len(names)} names but groups has '
                          f'ids up to {num_groups - 1}')
-    valid = groups >= 0
-    mass = np.bincount(groups[valid], weights=p[valid], minlength=num_groups)
+    mass = group_sums(p, groups, num_groups)
     out = dict(group_mass={name: float(m) for name, m in zip(names, mass)})
     if counts is not None:
-        drawn = np.bincount(
-            groups[valid], weights=counts[valid], minlength=num_groups)
+        drawn = group_sums(counts, groups, num_groups)
         out['group_draw_fraction'] = {
             name: float(c / n) if n else 0.0
             for name, c in zip(names, drawn)

@@ -189,19 +189,34 @@ def _split_from_prior(
     return _split_tensors(1.0 / cur.shape[1], cur, labels, eps)
 
 
-def _columns(
-        record: CompressedRecord, num_classes: int,
-        dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Row-major record -> (m, n) stored classes / probs, (n,) rest share.
+def record_columns(labels: torch.Tensor, true_prob: torch.Tensor,
+                   top_idx: torch.Tensor, top_prob: torch.Tensor,
+                   rest: torch.Tensor, num_classes: int,
+                   dtype: torch.dtype) -> Tuple[torch.Tensor, ...]:
+    """A top-k record as class-major columns for :func:`split_columns`.
 
-    Row 0 of the (m, n) arrays is the record's true class.
+    Args:
+        labels, true_prob, rest (torch.Tensor): (n,) the record's label,
+            its probability and the unstored mass.
+        top_idx, top_prob (torch.Tensor): (k, n) class-major stored classes
+            and their probabilities.
+        num_classes (int): K.
+        dtype (torch.dtype): Compute dtype of the probabilities.
+
+    Returns:
+        tuple: (k + 1, n) classes and probabilities, row 0 the label's, and
+        the (n,) probability each unstored class stands for.
     """
-    labels, true_prob, top_idx, top_prob, rest = record
-    idx = torch.cat([labels.to(top_idx.dtype).unsqueeze(0), top_idx.t()])
-    prob = torch.cat(
-        [true_prob.to(dtype).unsqueeze(0),
-         top_prob.t().to(dtype)])
+    idx = torch.cat([labels.to(top_idx.dtype).unsqueeze(0), top_idx])
+    prob = torch.cat([true_prob.to(dtype).unsqueeze(0), top_prob.to(dtype)])
     return idx, prob, rest_share(rest, num_classes - idx.shape[0], dtype)
+
+
+def _record_columns(record: CompressedRecord, num_classes: int,
+                    dtype: torch.dtype) -> Tuple[torch.Tensor, ...]:
+    labels, true_prob, top_idx, top_prob, rest = record
+    return record_columns(labels, true_prob, top_idx.t(), top_prob.t(), rest,
+                          num_classes, dtype)
 
 
 def rest_share(rest: torch.Tensor, free: int,
@@ -350,8 +365,8 @@ def psi_split_compressed(
         if cur's true probabilities are float64), on the inputs' device.
     """
     dtype = torch.promote_types(cur[1].dtype, torch.float32)
-    a_idx, a_p, a_u = _columns(prev, num_classes, dtype)
-    b_idx, b_p, b_u = _columns(cur, num_classes, dtype)
+    a_idx, a_p, a_u = _record_columns(prev, num_classes, dtype)
+    b_idx, b_p, b_u = _record_columns(cur, num_classes, dtype)
     if prev_valid is not None:
         a_idx, a_p, a_u = uniform_where_invalid(a_idx, a_p, a_u, b_idx,
                                                 prev_valid, num_classes)

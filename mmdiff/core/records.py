@@ -1,39 +1,39 @@
 """The predictions of one epoch, kept until the epoch ends.
 
+The one buffer between a capture and :class:`~mmdiff.core.DifficultyState`.
 During training a capture hands over the class probabilities of every
 observed instance, step after step, on the model's device. Moving them to
-the host each step would synchronise the GPU, and keeping the dense rows
-would take ``K`` floats per observation, so :class:`EpochRecords` keeps
-device tensors (already compressed to top-k records when the state stores
-top-k) and moves them once, at the end of the epoch (:meth:`take`). What it
-takes is a dict of plain numpy arrays, ready to be gathered from other
-processes and fed to a :class:`~mmdiff.core.DifficultyState`
-(:func:`observe_into`).
+the host each step would synchronise the GPU, and keeping dense rows would
+take ``K`` floats per observation, so :class:`EpochRecords` encodes each
+batch right away into the payload its state's storage keeps
+(:mod:`mmdiff.core.storage`: dense rows, or top-k records with their exact
+first terms), keeps the tensors where they are and moves them once, at the
+end of the epoch (:meth:`EpochRecords.take`). What it takes is a dict of
+plain numpy arrays, ready to be gathered from other processes
+(:func:`merge_parts`) and handed to ``DifficultyState.end_epoch``, which
+keeps the last row of every instance (:func:`last_rows`).
 
 Shapes: ``n`` observations, ``K`` classes, ``k`` stored other classes.
 """
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from .psi import psi_split_from_prior
-from .state import DifficultyState
-from .topk_codec import compress
+from .storage import DenseStorage, TopkStorage
 
-__all__ = ['EpochRecords', 'merge_parts', 'observe_into']
+__all__ = ['EpochRecords', 'merge_parts', 'select_rows', 'last_rows']
 
-RECORD_KEYS = ('true_prob', 'top_idx', 'top_prob', 'rest')
+Part = Dict[str, object]
+_ROW_KEYS = ('ids', 'labels', 'step')
 
 
 class EpochRecords:
-    """One epoch's observations, on the device that made them.
+    """One epoch's observations, encoded for the state's storage.
 
     Args:
-        topk (int, optional): Compress each batch to top-``k`` records (and
-            keep the exact first terms, see
-            :func:`~mmdiff.core.psi_split_from_prior`); None keeps the
-            dense rows. Defaults to None.
+        topk (int, optional): Keep top-``k`` records (and the exact first
+            terms); None keeps the dense rows. Defaults to None.
 
     Example:
         >>> records = EpochRecords(topk=None)
@@ -46,6 +46,7 @@ class EpochRecords:
 
     def __init__(self, topk: Optional[int] = None) -> None:
         self.topk = topk
+        self.storage = DenseStorage if topk is None else TopkStorage
         self._batches: List[Dict[str, torch.Tensor]] = []
 
     def __len__(self) -> int:
@@ -74,51 +75,84 @@ class EpochRecords:
         """
         finite = torch.isfinite(probs).all(dim=1)
         valid = finite if valid is None else valid & finite
+        # Invalid rows are encoded as uniform, then dropped by take().
+        safe = torch.where(valid[:, None], probs, 1. / probs.shape[1])
         batch = dict(
-            ids=ids,
-            labels=labels,
+            ids=ids.clone(),
+            labels=labels.clone(),
             valid=valid,
             finite=finite,
             step=torch.full_like(ids, int(step), dtype=torch.int64))
-        if self.topk is None:
-            batch['probs'] = probs
-        else:
-            safe = torch.where(valid[:, None], probs, 1. / probs.shape[1])
-            batch.update(
-                zip(RECORD_KEYS,
-                    compress(safe, labels, self.topk, check=False)))
-            # The first term (from p_0 = 1/K) is exact only from the
-            # dense row, so it travels with the record.
-            batch['prior_dl'], batch['prior_du'] = psi_split_from_prior(
-                safe, labels, check=False)
+        batch.update(self.storage.encode(safe, labels, self.topk or 0))
         self._batches.append(batch)
 
-    def take(self) -> Dict[str, object]:
+    def _joined(self) -> Optional[Dict[str, torch.Tensor]]:
+        if not self._batches:
+            return None
+        return {
+            key: torch.cat([b[key] for b in self._batches])
+            for key in self._batches[0]
+        }
+
+    def peek(self) -> Part:
+        """What :meth:`take` would return, without clearing."""
+        joined = self._joined()
+        out: Part = dict(num=len(self), invalid=0)
+        if joined is None:
+            return out
+        valid = joined.pop('valid').cpu()
+        out['invalid'] = int((~joined.pop('finite')).sum())
+        for key, value in joined.items():
+            out[key] = value.cpu()[valid].numpy()
+        return out
+
+    def take(self) -> Part:
         """The valid observations so far, on the CPU; then start afresh.
 
         Returns:
             dict: ``num`` (observations) and ``invalid`` (those with a
             NaN / inf probability), and when any is valid ``ids``,
-            ``labels``, ``step`` and either ``probs`` or the record arrays
-            with ``prior_dl`` / ``prior_du``, as numpy arrays in
-            observation order.
+            ``labels``, ``step`` and the storage's payload arrays
+            (``DenseStorage.payload_layout`` / ``TopkStorage``), as numpy
+            arrays in observation order.
         """
-        batches, self._batches = self._batches, []
-        out: Dict[str, object] = dict(
-            num=sum(int(b['ids'].numel()) for b in batches), invalid=0)
-        if not batches:
-            return out
-        valid = torch.cat([b['valid'] for b in batches]).cpu()
-        finite = torch.cat([b['finite'] for b in batches])
-        out['invalid'] = int((~finite).sum())
-        for key in batches[0]:
-            if key not in ('valid', 'finite'):
-                out[key] = torch.cat([b[key]
-                                      for b in batches]).cpu()[valid].numpy()
+        out = self.peek()
+        self._batches = []
         return out
 
+    def put(self, part: Part) -> None:
+        """Keep the rows of a :meth:`take` result (a restored snapshot)."""
+        if 'ids' not in part:
+            return
+        batch = {
+            key: torch.as_tensor(np.asarray(value))
+            for key, value in part.items() if key not in ('num', 'invalid')
+        }
+        batch['valid'] = torch.ones_like(batch['ids'], dtype=torch.bool)
+        batch['finite'] = batch['valid'].clone()
+        self._batches.append(batch)
 
-def merge_parts(parts: List[Dict[str, object]]) -> Dict[str, object]:
+    def drop(self, ids: torch.Tensor) -> None:
+        """Forget every observation of ``ids``."""
+        kept = []
+        for batch in self._batches:
+            keep = ~torch.isin(batch['ids'], ids.to(batch['ids'].device))
+            kept.append({key: value[keep] for key, value in batch.items()})
+        self._batches = kept
+
+    def num_unique(self) -> int:
+        """Instances with at least one observation."""
+        joined = self._joined()
+        if joined is None:
+            return 0
+        return int(torch.unique(joined['ids'][joined['valid']]).numel())
+
+    def tensors(self) -> List[torch.Tensor]:
+        """Every tensor held, for byte counts."""
+        return [t for b in self._batches for t in b.values()]
+
+
+def merge_parts(parts: List[Part]) -> Part:
     """One part from the :meth:`EpochRecords.take` of several processes.
 
     The state keeps the *last* prediction of an instance in an epoch. An
@@ -135,7 +169,7 @@ def merge_parts(parts: List[Dict[str, object]]) -> Dict[str, object]:
         dict: ``num`` and ``invalid`` summed, and the rows of every part in
         (step, part) order when any part has rows.
     """
-    out: Dict[str, object] = dict(
+    out: Part = dict(
         num=sum(int(p['num']) for p in parts),
         invalid=sum(int(p['invalid']) for p in parts))
     full = [p for p in parts if 'ids' in p]
@@ -150,28 +184,36 @@ def merge_parts(parts: List[Dict[str, object]]) -> Dict[str, object]:
     return out
 
 
-def observe_into(state: DifficultyState,
-                 part: Dict[str, object],
-                 keep: Optional[np.ndarray] = None) -> None:
-    """Feed a :meth:`EpochRecords.take` result to a state.
+def select_rows(part: Part, keep: np.ndarray) -> Part:
+    """``part`` with only the rows where ``keep`` is True."""
+    if 'ids' not in part:
+        return part
+    return {
+        key: value if key in ('num', 'invalid') else np.asarray(value)[keep]
+        for key, value in part.items()
+    }
+
+
+def last_rows(ids: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Unique ids (sorted) and, for each, the row of its last occurrence.
 
     Args:
-        state (DifficultyState): The state; its storage decides how dense
-            rows are kept.
-        part (dict): From :meth:`EpochRecords.take` (any process).
-        keep (np.ndarray, optional): (n,) bool, rows to feed. Defaults to
-            None (all).
+        ids (np.ndarray): (n,) int64 ids, any order, repeats allowed.
+
+    Returns:
+        tuple: The unique ids, and the rows to take (None when the ids are
+        already sorted and unique: every row kept in its own order).
+        Callers must take ``values[rows]`` so each value stays with its id.
     """
-    if 'ids' not in part:
-        return
+    if ids.size < 2 or bool((ids[1:] > ids[:-1]).all()):
+        return ids, None
+    order = np.argsort(ids, kind='stable')
+    ordered = ids[order]
+    # A stable sort keeps equal ids in row order: take each run's end.
+    ends = np.flatnonzero(np.append(ordered[1:] != ordered[:-1], True))
+    return ordered[ends], order[ends]
 
-    def rows(key: str) -> np.ndarray:
-        value = np.asarray(part[key])
-        return value if keep is None else value[keep]
 
-    if 'probs' in part:
-        state.observe(rows('ids'), rows('probs'), rows('labels'))
-    else:
-        state.observe_compressed(
-            rows('ids'), rows('labels'), *(rows(k) for k in RECORD_KEYS),
-            rows('prior_dl'), rows('prior_du'))
+def payload_keys(part: Part) -> List[str]:
+    """The storage's payload arrays of a part (not ids, labels, step)."""
+    return [k for k in part if k not in (*_ROW_KEYS, 'num', 'invalid')]

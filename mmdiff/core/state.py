@@ -9,9 +9,10 @@ instance ``i`` after epoch ``T`` as (docs/method.md)::
 where ``dl`` / ``du`` split the PSI between the predictions of adjacent
 epochs (:mod:`mmdiff.core.psi`) and ``p_{i,0} = 1 / K``.
 
-Epoch semantics: the observations of an epoch are kept as they come
-(``observe`` / ``observe_compressed``); :meth:`DifficultyState.end_epoch`
-keeps the *latest* one of every instance (call order, then row order) and
+Epoch semantics: the observations of an epoch are kept as they come, in
+the state's :class:`~mmdiff.core.records.EpochRecords` (``observe``, or a
+capture's ``state.records.add``); :meth:`DifficultyState.end_epoch` keeps
+the *latest* one of every instance (step, then call and row order) and
 adds one ``dl`` / ``du`` term per observed instance, between it and the
 stored prediction of the previous epoch in which the instance was seen
 (uniform on first sight). Unseen instances keep their state.
@@ -20,33 +21,30 @@ Storage (:mod:`mmdiff.core.storage`): ``'dense'`` keeps every last
 prediction exactly, ``'topk'`` its top-k record; ``'auto'`` is dense when
 ``N * K <= 2 ** 24``. In top-k storage the first term (from ``p_0``) is
 computed from the dense prediction at observe time (docs/method.md says
-why). At LVIS scale (1.27M objects, K = 1,204, k = 8) the stored state
-takes 50 bytes per instance, 64 MB; pending observations add about 66
-bytes per observed instance until ``end_epoch``.
+why). docs/method.md gives the memory of each storage at LVIS scale.
 """
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
 
-from .pending import PendingObservations
+from .records import EpochRecords, Part, last_rows
 from .state_snapshot import StateSnapshot
-from .storage import DenseStorage, TopkStorage, cpu_threads
-from .topk_codec import (PROB_DTYPE, TopkRecord, compress, decompress,
-                         index_dtype)
-from .validation import (ArrayLike, check_ids, check_int, check_labels,
-                         check_positive, check_prior_terms, check_probs,
-                         check_topk_record, row_sum_tolerance, to_tensor)
+from .storage import STORAGE_CLASSES, cpu_threads
+from .topk_codec import compress, decompress, index_dtype
+from .validation import (ArrayLike, check_choice, check_ids, check_int,
+                         check_labels, check_positive, check_probs, to_tensor)
 
 __all__ = ['DifficultyState', 'compress', 'decompress']
 
 DEFAULT_TOPK = 8
 DENSE_MAX_ELEMENTS = 2**24
-STORAGES = ('auto', 'dense', 'topk')
+#: The storages (``'auto'``: dense when ``N * K <= 2 ** 24``).
+STORAGES = ('auto', *STORAGE_CLASSES)
 FIRST_TERMS = ('prior', 'skip')
 # Instances per end_epoch step on CPU: keeps the (k+1, k+1, rows) match
-# matrix of the sparse PSI cache-sized (8192 was fastest of 4096..32768 on
-# the 2-core machine). GPUs take everything at once.
+# matrix of the sparse PSI cache-sized (benchmarks/bench_difficulty_state.py
+# chose it). GPUs take everything at once.
 CPU_CHUNK = 2**13
 CUDA_CHUNK = 2**22
 Device = Union[str, torch.device]
@@ -97,17 +95,13 @@ class DifficultyState(StateSnapshot):
         self.num_instances = check_int(num_instances, 'num_instances', 1)
         self.num_classes = check_int(num_classes, 'num_classes', 2)
         self.c = check_positive(c, 'c')
-        if storage not in STORAGES:
-            raise ValueError(
-                f'storage must be one of {STORAGES}, got {storage!r}')
+        check_choice(storage, 'storage', STORAGES)
         self.topk = min(check_int(topk, 'topk', 0), self.num_classes - 1)
         if storage == 'auto':
             dense = self.num_instances * self.num_classes <= \
                 DENSE_MAX_ELEMENTS
             storage = 'dense' if dense else 'topk'
-        if first_term not in FIRST_TERMS:
-            raise ValueError(
-                f'first_term must be one of {FIRST_TERMS}, got {first_term!r}')
+        check_choice(first_term, 'first_term', FIRST_TERMS)
         self.first_term = first_term
         self.storage = storage
         self.device = torch.device(device)
@@ -116,14 +110,17 @@ class DifficultyState(StateSnapshot):
 
     def _allocate(self) -> None:
         n, dev = self.num_instances, self.device
-        kind = DenseStorage if self.storage == 'dense' else TopkStorage
-        self._store = kind(n, self.num_classes, self.topk, dev)
+        self._store = STORAGE_CLASSES[self.storage](n, self.num_classes,
+                                                    self.topk, dev)
         self._sums = torch.zeros((2, n), dtype=torch.float32, device=dev)
         self._prev_label = torch.full((n, ),
                                       -1,
                                       dtype=index_dtype(self.num_classes),
                                       device=dev)
-        self._pending = PendingObservations()
+        #: This epoch's observations until :meth:`end_epoch` (a capture
+        #: adds to it on the model's device).
+        self.records = EpochRecords(None if self.storage ==
+                                    'dense' else self.topk)
 
     @property
     def sum_dl(self) -> torch.Tensor:
@@ -147,13 +144,13 @@ class DifficultyState(StateSnapshot):
     def nbytes(self) -> int:
         """int: Bytes held, pending observations of this epoch included."""
         held = [self._sums, self._prev_label, *self._store.tensors.values()]
-        held += self._pending.tensors()
+        held += self.records.tensors()
         return sum(t.numel() * t.element_size() for t in held)
 
     @property
     def num_pending(self) -> int:
         """int: Instances observed in the current (unfinished) epoch."""
-        return self._pending.num_unique()
+        return self.records.num_unique()
 
     def to(self, device: Device) -> 'DifficultyState':
         """Move the state to ``device`` in place.
@@ -168,7 +165,6 @@ class DifficultyState(StateSnapshot):
         self._store.to(self.device)
         self._sums = self._sums.to(self.device)
         self._prev_label = self._prev_label.to(self.device)
-        self._pending.to(self.device)
         return self
 
     # ------------------------------------------------------------------
@@ -184,7 +180,8 @@ class DifficultyState(StateSnapshot):
 
         If an id occurs several times (in one call or across calls of the
         same epoch), the last occurrence wins: call order, then row order.
-        In topk storage rows are compressed right away.
+        In topk storage rows are compressed right away (see
+        :class:`~mmdiff.core.records.EpochRecords`).
 
         Args:
             ids (np.ndarray | torch.Tensor): (n,) instance ids in [0, N).
@@ -201,93 +198,61 @@ class DifficultyState(StateSnapshot):
         check_labels(labels_t, ids_t.numel(), self.num_classes)
         if ids_t.numel() == 0:
             return
-        prior = self._store.first_terms(probs_t, labels_t,
-                                        self._prev_label[ids_t] < 0)
-        self._pending.add(ids_t, labels_t.long(),
-                          self._store.encode(probs_t, labels_t), prior)
-
-    def observe_compressed(self,
-                           ids: ArrayLike,
-                           labels: ArrayLike,
-                           true_prob: ArrayLike,
-                           top_idx: ArrayLike,
-                           top_prob: ArrayLike,
-                           rest: ArrayLike,
-                           prior_dl: Optional[ArrayLike] = None,
-                           prior_du: Optional[ArrayLike] = None) -> None:
-        """Keep already-compressed predictions (see :func:`compress`).
-
-        Meant for callers that gather records across processes: compress
-        with ``k = state.topk`` locally, gather, then observe here. Same
-        last-occurrence-wins rule as :meth:`observe`. In dense storage the
-        records are expanded (rest spread uniformly).
-
-        To match :meth:`observe` exactly, also pass the exact first terms
-        ``psi_split_from_prior(probs, labels)`` computed next to
-        ``compress``; without them a first term is the one between ``p_0``
-        and the record (see :func:`mmdiff.core.psi_split_from_prior`).
-
-        Args:
-            ids (np.ndarray | torch.Tensor): (n,) instance ids in [0, N).
-            labels (np.ndarray | torch.Tensor): (n,) true classes.
-            true_prob (np.ndarray | torch.Tensor): (n,) true-class
-                probabilities.
-            top_idx (np.ndarray | torch.Tensor): (n, k) other classes,
-                ``k == self.topk``, distinct and != label.
-            top_prob (np.ndarray | torch.Tensor): (n, k) their probabilities.
-            rest (np.ndarray | torch.Tensor): (n,) mass of unstored classes.
-            prior_dl (np.ndarray | torch.Tensor, optional): (n,) exact
-                learning term from ``p_0``. Defaults to None.
-            prior_du (np.ndarray | torch.Tensor, optional): (n,) exact
-                unlearning term from ``p_0``; given together with
-                ``prior_dl``. Defaults to None.
-
-        Raises:
-            ValueError: On invalid inputs, naming the argument.
-        """
-        ids_t = self._ids(ids)
-        n, dev = ids_t.numel(), self.device
-        labels_t = to_tensor(labels, 'labels', dev)
-        check_labels(labels_t, n, self.num_classes)
-        record = TopkRecord(*(to_tensor(v, name, dev)
-                              for v, name in ((true_prob, 'true_prob'),
-                                              (top_idx, 'top_idx'),
-                                              (top_prob,
-                                               'top_prob'), (rest, 'rest'))))
-        check_topk_record(labels_t, *record, self.topk, self.num_classes,
-                          row_sum_tolerance(PROB_DTYPE))
-        prior = check_prior_terms(prior_dl, prior_du, n, dev)
-        if n == 0:
-            return
-        prior = self._store.given_first_terms(prior, n)
-        # Kept only where used, as observe() does: identical states.
-        prior = prior.masked_fill(self._prev_label[ids_t] >= 0, float('nan'))
-        self._pending.add(ids_t, labels_t.long(),
-                          self._store.from_record(labels_t, record), prior)
+        self.records.add(ids_t, labels_t.long(), probs_t)
 
     # ------------------------------------------------------------------
     # epoch update
-    def end_epoch(self) -> int:
+    def end_epoch(self, part: Optional[Part] = None) -> int:
         """Add one dl / du term per instance observed in this epoch.
 
         The term is the PSI split between the instance's latest prediction
         of this epoch and its stored one (uniform on first sight); the new
         prediction is then stored. Increments :attr:`epoch`.
 
+        Args:
+            part (dict, optional): The epoch's records, from
+                ``self.records.take()`` (merged across processes by
+                :func:`~mmdiff.core.records.merge_parts`). Defaults to None:
+                take them from :attr:`records`.
+
         Returns:
             int: The number of instances updated.
         """
         with cpu_threads(self.device, 1):
-            taken = self._pending.take_last()
+            if part is None:
+                part = self.records.take()
             self.epoch += 1
-            if taken is None:
+            if 'ids' not in part:
                 return 0
-            self._update(*taken)
-            return int(taken[0].numel())
+            ids, labels, payload = self._last_of_each(part)
+            self._update(ids, labels, payload)
+            return int(ids.numel())
+
+    def _last_of_each(self, part: Part) -> tuple:
+        """The last row of every instance, as tensors on the device."""
+        layout = self._store.payload_layout(0, self.num_classes, self.topk)
+        missing = sorted(set(layout) - set(part))
+        if missing:
+            raise ValueError(
+                f'the records lack {missing}: they were made for another '
+                f'storage than this state\'s {self.storage!r} '
+                f'(topk={self.topk}); make them with state.records')
+        ids = np.asarray(part['ids'], dtype=np.int64)
+        check_ids(torch.from_numpy(ids), self.num_instances)
+        ids, rows = last_rows(ids)
+
+        def rows_of(key: str) -> torch.Tensor:
+            value = np.asarray(part[key])
+            value = value if rows is None else value[rows]
+            return torch.from_numpy(np.ascontiguousarray(value)).to(
+                self.device)
+
+        payload = {key: rows_of(key) for key in layout}
+        return (torch.from_numpy(ids).to(self.device),
+                rows_of('labels').long(), payload)
 
     def _update(self, ids: torch.Tensor, labels: torch.Tensor,
-                payload: Tuple[torch.Tensor,
-                               ...], prior: torch.Tensor) -> None:
+                payload: Dict[str, torch.Tensor]) -> None:
         num = ids.numel()
         everyone = num == self.num_instances  # ids sorted: 0 .. N - 1
         chunk = CUDA_CHUNK if self.device.type == 'cuda' else CPU_CHUNK
@@ -297,15 +262,12 @@ class DifficultyState(StateSnapshot):
             rows = part if everyone else ids[part]
             prev_labels = self._prev_label[rows]
             seen = prev_labels >= 0
-            dl, du = self._store.split(rows, prev_labels, labels[part],
-                                       tuple(t[part] for t in payload), seen)
-            first = prior[:, part]
+            dl, du = self._store.split(rows, prev_labels, labels[part], {
+                k: v[part]
+                for k, v in payload.items()
+            }, seen)
             if self.first_term == 'skip':  # first sight: store only
                 dl, du = dl.masked_fill(~seen, 0), du.masked_fill(~seen, 0)
-            else:
-                use = ~seen & ~torch.isnan(first[0])
-                dl, du = torch.where(use, first[0],
-                                     dl), torch.where(use, first[1], du)
             self._sums[0, rows] += dl.float()
             self._sums[1, rows] += du.float()
         rows = slice(None) if everyone else ids
@@ -341,7 +303,7 @@ class DifficultyState(StateSnapshot):
         ids_t = self._ids(ids)
         self._sums[:, ids_t] = 0
         self._prev_label[ids_t] = -1
-        self._pending.drop(ids_t)
+        self.records.drop(ids_t)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(num_instances={self.num_instances}, '

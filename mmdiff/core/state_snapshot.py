@@ -1,16 +1,22 @@
 """Checkpoints of :class:`~mmdiff.core.DifficultyState`.
 
-A snapshot is plain values and CPU tensors (loadable with
-``weights_only=True``): the configuration (N, K, c, storage, k, first
-term, epoch), the sums, the stored predictions and this epoch's pending
-observations. Loading checks that it was made for the same data set.
+A snapshot is plain values and CPU tensors (loadable as data): its format
+version, the configuration (N, K, c, storage, k, first term, epoch), the
+sums, the stored predictions and this epoch's records so far
+(``pending_*``). Loading checks that it was made for the same data set and
+refuses a newer format.
 """
 import warnings
 from typing import Any, Dict, Mapping
 
 import torch
 
-from .validation import SNAPSHOT_CONFIG, check_snapshot_config, snapshot_tensor
+from .storage import STORAGE_CLASSES
+from .validation import (SNAPSHOT_CONFIG, check_choice, check_ids,
+                         check_snapshot_config, snapshot_tensor, to_tensor)
+
+#: The version of the snapshot layout: a newer one is refused.
+FORMAT_VERSION = 2
 
 __all__ = ['StateSnapshot']
 
@@ -31,10 +37,16 @@ class StateSnapshot:
             for key in SNAPSHOT_CONFIG
         }
         sd['first_term'] = self.first_term
+        sd['format_version'] = FORMAT_VERSION
         for name, tensor in self._tensors().items():
             sd[name] = tensor.detach().cpu().clone()
-        sd.update(
-            self._pending.state_dict(list(self._store.payload_layout(0))))
+        pending = self.records.peek()
+        if 'ids' in pending:
+            sd.update({
+                f'pending_{key}': torch.from_numpy(value.copy())
+                for key, value in pending.items()
+                if key not in ('num', 'invalid')
+            })
         return sd
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -50,14 +62,21 @@ class StateSnapshot:
 
         Raises:
             ValueError: If the snapshot belongs to another dataset (other
-                N or K) or is malformed.
+                N or K), has a newer format or is malformed.
         """
+        version = state_dict.get('format_version', 1)
+        if type(version) is not int or version > FORMAT_VERSION:
+            raise ValueError(
+                f'the difficulty checkpoint has format version {version!r}, '
+                f'newer than this mmdiff reads ({FORMAT_VERSION}); update '
+                'mmdiff to load it')
         c, storage, topk, epoch = check_snapshot_config(
-            state_dict, self.num_instances, self.num_classes)
-        first_term = state_dict.get('first_term', 'prior')
-        if first_term not in ('prior', 'skip'):
-            raise ValueError(f"state_dict['first_term'] must be 'prior' or "
-                             f"'skip', got {first_term!r}")
+            state_dict, self.num_instances, self.num_classes,
+            tuple(STORAGE_CLASSES))
+        from .state import FIRST_TERMS  # the state imports this module
+        first_term = check_choice(
+            state_dict.get('first_term', 'prior'), "state_dict['first_term']",
+            FIRST_TERMS)
         if first_term != self.first_term:
             warnings.warn(f'DifficultyState: the checkpoint used first_term='
                           f'{first_term!r}; using it instead of the '
@@ -83,14 +102,17 @@ class StateSnapshot:
     def _load_pending(self, state_dict: Mapping[str, Any]) -> None:
         if 'pending_ids' not in state_dict:
             return
-        ids = self._ids(state_dict['pending_ids'])
-        n = ids.numel()
-        parts = [
-            snapshot_tensor(state_dict, f'pending_{name}', shape,
-                            dtype).to(self.device)
-            for name, (shape,
-                       dtype) in (('labels', ((n, ), torch.int64)),
-                                  ('prior', ((2, n), torch.float32)),
-                                  *self._store.payload_layout(n).items())
-        ]
-        self._pending.add(ids, parts[0], tuple(parts[2:]), parts[1])
+        n = to_tensor(state_dict['pending_ids'], 'pending_ids').numel()
+        layout = dict(
+            ids=((n, ), torch.int64),
+            labels=((n, ), torch.int64),
+            step=((n, ), torch.int64),
+            **self._store.payload_layout(n, self.num_classes, self.topk))
+        part = {
+            key:
+            snapshot_tensor(state_dict, f'pending_{key}', shape,
+                            dtype).numpy()
+            for key, (shape, dtype) in layout.items()
+        }
+        check_ids(torch.from_numpy(part['ids']), self.num_instances)
+        self.records.put(part)

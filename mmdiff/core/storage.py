@@ -10,25 +10,29 @@ storage:
   broadcasts run along contiguous instances).
 
 Both hold only the stored predictions. An epoch's new predictions travel as
-*payloads*: tuples of tensors with one row per observation, made by
-:meth:`encode` (from probabilities) or :meth:`from_record` (from a top-k
-record), split against the stored ones by :meth:`split` and written by
-:meth:`store`.
+*payloads*: dicts of tensors with one row per observation, made by the
+storage's :meth:`encode` where the prediction is made (the model's device,
+see :class:`~mmdiff.core.records.EpochRecords`), split against the stored
+ones by :meth:`split` and written by :meth:`store`. A top-k payload
+carries the exact first term (from ``p_0 = 1 / K``) of its row, computed
+from the dense prediction, which the record alone cannot give
+(docs/method.md).
 
 Shapes: ``N`` instances, ``K`` classes, ``k`` stored other classes, ``n``
 observations, ``Rows`` a slice or an index tensor of instances.
 """
 import contextlib
-from typing import Dict, Iterator, Optional, Tuple, Union
+from typing import Dict, Iterator, Tuple, Union
 
 import torch
 
-from .psi import (_split_from_prior, _split_tensors, rest_share, split_columns,
-                  uniform_where_invalid)
-from .topk_codec import (TopkRecord, _compress, _decompress, from_stored,
-                         index_dtype, to_stored)
+from .psi import (_split_from_prior, _split_tensors, record_columns,
+                  split_columns, uniform_where_invalid)
+from .topk_codec import _compress, from_stored, index_dtype, to_stored
 
-__all__ = ['DenseStorage', 'TopkStorage', 'EPS', 'cpu_threads']
+__all__ = [
+    'DenseStorage', 'TopkStorage', 'STORAGE_CLASSES', 'EPS', 'cpu_threads'
+]
 
 
 @contextlib.contextmanager
@@ -37,9 +41,10 @@ def cpu_threads(device: torch.device, num: int) -> Iterator[None]:
 
     end_epoch runs ~60 small ops per 8k-instance chunk. Splitting each op
     across threads gains at most the core count but costs a thread barrier
-    per op; on the shared 2-core machines a second thread made end_epoch
-    10x *slower*. Changing the thread count costs ~6 ms (pool rebuild):
-    fine once per epoch, which is why observe() does not do it.
+    per op, which on a busy machine costs more than it gains
+    (benchmarks/bench_difficulty_state.py measures it). Changing the thread
+    count rebuilds the pool: fine once per epoch, which is why observe()
+    does not do it.
     """
     previous = torch.get_num_threads()
     if device.type != 'cpu' or previous <= num:
@@ -53,7 +58,7 @@ def cpu_threads(device: torch.device, num: int) -> Iterator[None]:
 
 
 EPS = 1e-12
-Payload = Tuple[torch.Tensor, ...]
+Payload = Dict[str, torch.Tensor]
 Rows = Union[slice, torch.Tensor]
 Layout = Dict[str, Tuple[tuple, torch.dtype]]
 
@@ -76,29 +81,16 @@ class _Storage:
     def layout(self) -> Layout:
         raise NotImplementedError
 
-    def payload_layout(self, n: int) -> Layout:
+    @staticmethod
+    def payload_layout(n: int, num_classes: int, topk: int) -> Layout:
         """Names, shapes and dtypes of a payload of ``n`` rows."""
         raise NotImplementedError
 
-    def first_terms(self, probs: torch.Tensor, labels: torch.Tensor,
-                    first: torch.Tensor) -> torch.Tensor:
-        """Exact (dl, du) from ``p_0`` that a payload cannot give, (2, n).
-
-        NaN where the term comes from the stored payload at the epoch's
-        end. Dense payloads are exact: all NaN.
-        """
-        return torch.full((2, labels.numel()),
-                          float('nan'),
-                          device=self.device)
-
-    def given_first_terms(self, prior: Optional[torch.Tensor],
-                          n: int) -> torch.Tensor:
-        """The exact first terms of records to keep, (2, n) (see above).
-
-        Dense storage expands records and takes its terms from them, so it
-        keeps none, as :meth:`first_terms` does.
-        """
-        return torch.full((2, n), float('nan'), device=self.device)
+    @staticmethod
+    def encode(probs: torch.Tensor, labels: torch.Tensor,
+               topk: int) -> Payload:
+        """The payload of validated rows, on their device (no host sync)."""
+        raise NotImplementedError
 
     def to(self, device: torch.device) -> None:
         self.device = device
@@ -114,15 +106,14 @@ class DenseStorage(_Storage):
         return dict(
             prev_probs=((self.num_instances, self.num_classes), torch.float32))
 
-    def payload_layout(self, n: int) -> Layout:
-        return dict(payload_probs=((n, self.num_classes), torch.float32))
+    @staticmethod
+    def payload_layout(n: int, num_classes: int, topk: int) -> Layout:
+        return dict(probs=((n, num_classes), torch.float32))
 
-    def encode(self, probs: torch.Tensor, labels: torch.Tensor) -> Payload:
-        return (probs.to(self.device, torch.float32, copy=True), )
-
-    def from_record(self, labels: torch.Tensor, record: TopkRecord) -> Payload:
-        # Dense storage keeps the vectors the records stand for.
-        return (_decompress(labels, *record, self.num_classes), )
+    @staticmethod
+    def encode(probs: torch.Tensor, labels: torch.Tensor,
+               topk: int) -> Payload:
+        return dict(probs=probs.to(torch.float32, copy=True))
 
     def split(self, rows: Rows, prev_labels: torch.Tensor,
               labels: torch.Tensor, payload: Payload,
@@ -134,15 +125,16 @@ class DenseStorage(_Storage):
             prev_labels (torch.Tensor): Labels of their stored predictions.
             labels (torch.Tensor): Labels of the new ones (they decide the
                 directions).
-            payload (tuple): The new predictions.
-            seen (torch.Tensor): False where nothing is stored (``p_0``).
+            payload (dict): The new predictions.
+            seen (torch.Tensor): False where nothing is stored: the term
+                is then the one from ``p_0 = 1 / K``, exact.
         """
         prev = self.tensors['prev_probs'][rows].masked_fill(
             ~seen.unsqueeze(1), 1.0 / self.num_classes)
-        return _split_tensors(prev, payload[0], labels, EPS)
+        return _split_tensors(prev, payload['probs'], labels, EPS)
 
     def store(self, rows: Rows, payload: Payload) -> None:
-        self.tensors['prev_probs'][rows] = payload[0]
+        self.tensors['prev_probs'][rows] = payload['probs']
 
 
 class TopkStorage(_Storage):
@@ -158,74 +150,66 @@ class TopkStorage(_Storage):
             prev_prob=((k, n), torch.float16),
             prev_rest=((n, ), torch.float32))
 
-    def payload_layout(self, n: int) -> Layout:
-        k = self.topk
+    @staticmethod
+    def payload_layout(n: int, num_classes: int, topk: int) -> Layout:
         return dict(
-            payload_true=((n, ), torch.float32),
-            payload_idx=((n, k), index_dtype(self.num_classes)),
-            payload_prob=((n, k), torch.float16),
-            payload_rest=((n, ), torch.float32))
+            true_prob=((n, ), torch.float32),
+            top_idx=((n, topk), index_dtype(num_classes)),
+            top_prob=((n, topk), torch.float16),
+            rest=((n, ), torch.float32),
+            prior_dl=((n, ), torch.float32),
+            prior_du=((n, ), torch.float32))
 
-    def encode(self, probs: torch.Tensor, labels: torch.Tensor) -> Payload:
-        return self._payload(_compress(probs, labels, self.topk))
-
-    def first_terms(self, probs: torch.Tensor, labels: torch.Tensor,
-                    first: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def encode(probs: torch.Tensor, labels: torch.Tensor,
+               topk: int) -> Payload:
+        true, idx, prob, rest = _compress(probs, labels, topk)
         # A record is lossy: the first term comes from the dense row.
-        prior = super().first_terms(probs, labels, first)
-        if bool(first.any()):
-            prior[:, first] = torch.stack(
-                _split_from_prior(probs[first], labels[first],
-                                  EPS)).to(torch.float32)
-        return prior
+        prior_dl, prior_du = _split_from_prior(probs, labels, EPS)
+        return dict(
+            true_prob=true.to(torch.float32, copy=True),
+            top_idx=idx.to(index_dtype(probs.shape[1])),
+            top_prob=to_stored(prob),
+            rest=rest.to(torch.float32, copy=True),
+            prior_dl=prior_dl.to(torch.float32),
+            prior_du=prior_du.to(torch.float32))
 
-    def given_first_terms(self, prior: Optional[torch.Tensor],
-                          n: int) -> torch.Tensor:
-        if prior is None:
-            return super().given_first_terms(prior, n)
-        return prior
-
-    def from_record(self, labels: torch.Tensor, record: TopkRecord) -> Payload:
-        return self._payload(record)
-
-    def _payload(self, record: TopkRecord) -> Payload:
-        true, idx, prob, rest = record
-        return (true.to(self.device, torch.float32, copy=True),
-                idx.to(self.device, index_dtype(self.num_classes)),
-                to_stored(prob.to(self.device)),
-                rest.to(self.device, torch.float32, copy=True))
-
-    def _columns(self, idx: torch.Tensor, labels: torch.Tensor,
-                 true: torch.Tensor, prob: torch.Tensor,
+    def _columns(self, labels: torch.Tensor, true: torch.Tensor,
+                 idx: torch.Tensor, prob: torch.Tensor,
                  rest: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Class-major (k + 1, n) classes / probs, row 0 the label."""
-        free = self.num_classes - 1 - self.topk
-        return (torch.cat([labels.to(idx.dtype).unsqueeze(0), idx]),
-                torch.cat([true.unsqueeze(0),
-                           from_stored(prob)]),
-                rest_share(rest, free, torch.float32))
+        return record_columns(labels, true, idx, from_stored(prob), rest,
+                              self.num_classes, torch.float32)
 
     def split(self, rows: Rows, prev_labels: torch.Tensor,
               labels: torch.Tensor, payload: Payload,
               seen: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         # A changed label: prev's old true class is one of its stored ones.
         t = self.tensors
-        a_idx, a_p, a_u = self._columns(t['prev_idx'][:, rows], prev_labels,
-                                        t['prev_true'][rows],
+        a_idx, a_p, a_u = self._columns(prev_labels, t['prev_true'][rows],
+                                        t['prev_idx'][:, rows],
                                         t['prev_prob'][:, rows],
                                         t['prev_rest'][rows])
-        true, idx, prob, rest = payload
-        b_idx, b_p, b_u = self._columns(idx.t(), labels, true, prob.t(), rest)
-        if not bool(seen.all()):
-            a_idx, a_p, a_u = uniform_where_invalid(a_idx, a_p, a_u, b_idx,
-                                                    seen, self.num_classes)
-        return split_columns(a_idx, a_p, a_u, b_idx, b_p, b_u,
-                             self.num_classes, EPS)
+        b_idx, b_p, b_u = self._columns(labels, payload['true_prob'],
+                                        payload['top_idx'].t(),
+                                        payload['top_prob'].t(),
+                                        payload['rest'])
+        if bool(seen.all()):
+            return split_columns(a_idx, a_p, a_u, b_idx, b_p, b_u,
+                                 self.num_classes, EPS)
+        a_idx, a_p, a_u = uniform_where_invalid(a_idx, a_p, a_u, b_idx, seen,
+                                                self.num_classes)
+        dl, du = split_columns(a_idx, a_p, a_u, b_idx, b_p, b_u,
+                               self.num_classes, EPS)
+        return (torch.where(seen, dl, payload['prior_dl'].to(dl.dtype)),
+                torch.where(seen, du, payload['prior_du'].to(du.dtype)))
 
     def store(self, rows: Rows, payload: Payload) -> None:
         t = self.tensors
-        true, idx, prob, rest = payload
-        t['prev_true'][rows] = true
-        t['prev_idx'][:, rows] = idx.t()
-        t['prev_prob'][:, rows] = prob.t()
-        t['prev_rest'][rows] = rest
+        t['prev_true'][rows] = payload['true_prob']
+        t['prev_idx'][:, rows] = payload['top_idx'].t()
+        t['prev_prob'][:, rows] = payload['top_prob'].t()
+        t['prev_rest'][rows] = payload['rest']
+
+
+#: storage name -> class: the one list of storages (``'auto'`` picks one).
+STORAGE_CLASSES = {cls.name: cls for cls in (DenseStorage, TopkStorage)}

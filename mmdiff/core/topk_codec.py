@@ -46,7 +46,7 @@ class TopkRecord(NamedTuple):
 # is exact and moves float16's normal range [6e-5, 65504] to [1.9e-9, 2]:
 # relative rounding error <= 2 ** -11 down to 1.9e-9 and values kept down to
 # ~1.8e-12, about the eps clamp of the logarithm. Plain float16 flushes
-# p < 6e-8 to 0 (a property test found a psi term off by 13 % from that) and
+# p < 6e-8 to 0, which moves a psi term by far more than the rounding, and
 # bfloat16 has 8x the rounding error.
 PROB_DTYPE = torch.float16
 PROB_SCALE = 2.0**15

@@ -12,7 +12,7 @@ Every helper takes numpy arrays, torch tensors or nested lists and returns a
 torch tensor; none of them imports anything beyond numpy, torch and the
 standard library.
 """
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -237,110 +237,35 @@ def check_int(value: Any, name: str, minimum: int) -> int:
     return int(value)
 
 
-def check_topk_record(labels: torch.Tensor, true_prob: torch.Tensor,
-                      top_idx: torch.Tensor, top_prob: torch.Tensor,
-                      rest: torch.Tensor, k: int, num_classes: int,
-                      half_tolerance: float) -> None:
-    """Check compressed rows (:func:`mmdiff.core.topk_codec.compress`).
-
-    Args:
-        labels (torch.Tensor): (n,) validated true classes.
-        true_prob (torch.Tensor): (n,) true-class probabilities.
-        top_idx (torch.Tensor): (n, k) other classes, distinct, != label.
-        top_prob (torch.Tensor): (n, k) their probabilities.
-        rest (torch.Tensor): (n,) mass of the unstored classes.
-        k (int): Number of stored other classes.
-        num_classes (int): Number of classes K.
-        half_tolerance (float): Allowed deviation of a row's total from 1.
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices`` (each option's one list).
 
     Raises:
-        ValueError: Naming the argument and the fix.
+        ValueError: Naming the option, its choices and the value.
     """
-    n = labels.shape[0]
-    for value, name, shape in ((true_prob, 'true_prob',
-                                (n, )), (top_prob, 'top_prob', (n, k)),
-                               (rest, 'rest', (n, )), (top_idx, 'top_idx',
-                                                       (n, k))):
-        if tuple(value.shape) != shape:
-            raise ValueError(
-                f'{name} must have shape {shape} (k = state.topk = {k}),'
-                f' got {tuple(value.shape)}')
-    for value, name in ((true_prob, 'true_prob'), (top_prob, 'top_prob'),
-                        (rest, 'rest')):
-        if not value.is_floating_point():
-            raise ValueError(f'{name} must be floating point')
-        if value.numel() == 0:
-            continue
-        if not bool(torch.isfinite(value).all()):
-            raise ValueError(f'{name} contains NaN or inf')
-        if float(value.min()) < 0 or float(value.max()) > 1:
-            raise ValueError(f'{name} must lie in [0, 1]')
-    if top_idx.is_floating_point() or top_idx.dtype == torch.bool:
-        raise ValueError('top_idx must be integer class indices')
-    if n == 0:
-        return
-    if k > 0:
-        if int(top_idx.min()) < 0 or int(top_idx.max()) >= num_classes:
-            raise ValueError(f'top_idx must lie in [0, {num_classes})')
-        srt = torch.sort(
-            torch.cat(
-                [top_idx.long(), labels.long().unsqueeze(1)], 1), 1)[0]
-        if bool((srt[:, 1:] == srt[:, :-1]).any()):
-            raise ValueError(
-                'top_idx must hold distinct classes other than labels')
-    total = (true_prob.double() + top_prob.double().sum(1) + rest.double())
-    worst = float((total - 1).abs().max())
-    if worst > half_tolerance:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(
-            f'true_prob + top_prob.sum(1) + rest must be 1 (worst '
-            f'deviation {worst:.3g}); probabilities look like logits; '
-            f'apply softmax first')
+            f'{name} must be one of {tuple(choices)}, got {value!r}')
+    return value
 
 
-def check_prior_terms(prior_dl: Any, prior_du: Any, n: int,
-                      device: torch.device) -> Optional[torch.Tensor]:
-    """(2, n) float32 exact first terms, or None when neither is given.
-
-    Args:
-        prior_dl (array-like, optional): (n,) learning terms from p_0.
-        prior_du (array-like, optional): (n,) unlearning terms from p_0.
-        n (int): Number of rows.
-        device (torch.device): Device of the result.
-
-    Raises:
-        ValueError: If only one is given, or a shape / value is wrong.
-    """
-    if (prior_dl is None) != (prior_du is None):
-        raise ValueError(
-            'prior_dl and prior_du must be given together (or neither)')
-    if prior_dl is None:
-        return None
-    values = []
-    for value, name in ((prior_dl, 'prior_dl'), (prior_du, 'prior_du')):
-        tensor = to_tensor(value, name, device)
-        if tuple(tensor.shape) != (n, ) or not tensor.is_floating_point():
-            raise ValueError(
-                f'{name} must be floating point of shape ({n},), got '
-                f'{tensor.dtype} of shape {tuple(tensor.shape)}')
-        if n and not bool((torch.isfinite(tensor) & (tensor >= 0)).all()):
-            raise ValueError(f'{name} must be finite and >= 0')
-        values.append(tensor.to(torch.float32))
-    return torch.stack(values)
-
-
-#: The plain values of a DifficultyState snapshot, beside its tensors.
 SNAPSHOT_CONFIG = ('num_instances', 'num_classes', 'c', 'storage', 'topk',
                    'epoch')
 
 
+class SnapshotMismatch(ValueError):
+    """A difficulty snapshot made for another data set (other N or K)."""
+
+
 def check_snapshot_config(state_dict: Any, num_instances: int,
-                          num_classes: int) -> tuple:
+                          num_classes: int, storages: Sequence[str]) -> tuple:
     """``(c, storage, topk, epoch)`` of a DifficultyState snapshot.
 
     Args:
         state_dict (Mapping): The snapshot.
         num_instances (int): N of the state that loads it.
         num_classes (int): K of the state that loads it.
+        storages (Sequence[str]): The storages a snapshot may name.
 
     Raises:
         ValueError: If it is not a snapshot, belongs to another dataset
@@ -353,14 +278,12 @@ def check_snapshot_config(state_dict: Any, num_instances: int,
     n_ck = int(state_dict['num_instances'])
     k_ck = int(state_dict['num_classes'])
     if (n_ck, k_ck) != (num_instances, num_classes):
-        raise ValueError(
+        raise SnapshotMismatch(
             f'the difficulty checkpoint was made for another dataset: it has '
             f'num_instances={n_ck}, num_classes={k_ck}, but this state has '
             f'num_instances={num_instances}, num_classes={num_classes}')
-    storage = state_dict['storage']
-    if storage not in ('dense', 'topk'):
-        raise ValueError(f"state_dict['storage'] must be 'dense' or 'topk', "
-                         f'got {storage!r}')
+    storage = check_choice(state_dict['storage'], "state_dict['storage']",
+                           storages)
     return (check_positive(state_dict['c'], 'c'), storage,
             check_int(state_dict['topk'], 'topk',
                       0), check_int(state_dict['epoch'], 'epoch', 0))

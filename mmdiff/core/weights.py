@@ -34,22 +34,20 @@ sums to 1.
 """
 import math
 import warnings
-from typing import Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .class_index import ImageClassIndex
 from .dataset_index import DatasetIndex
 from .repeat_factors import instance_repeat_factors, lvis_repeat_factors
-from .validation import check_positive
+from .validation import check_choice, check_positive
 
 __all__ = [
-    'SCHEMES', 'check_image_difficulty', 'check_scheme_args',
+    'SCHEMES', 'SCHEME_PRIORS', 'check_image_difficulty', 'check_scheme_args',
     'sampling_weights', 'dataset_sampling_weights'
 ]
 
-SCHEMES = ('uniform', 'paper', 'class_aware', 'repeat_factor',
-           'instance_repeat_factor')
 #: Schemes whose weights scale with ``D ** beta``.
 REPEAT_FACTOR_SCHEMES = ('repeat_factor', 'instance_repeat_factor')
 
@@ -132,8 +130,7 @@ def check_scheme_args(scheme: str,
     Raises:
         ValueError: Naming the first bad argument and its value.
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f'scheme must be one of {SCHEMES}, got {scheme!r}')
+    check_choice(scheme, 'scheme', SCHEMES)
     _check_number('beta', beta, 0)
     check_positive(thr, 'thr')
     check_positive(temperature, 'temperature')
@@ -280,23 +277,8 @@ def sampling_weights(
         elif temperature != 1.0:
             difficulty = difficulty**(1.0 / temperature)
 
-    support = np.ones(num_images, dtype=bool)
-    if scheme == 'uniform':
-        weights = np.ones(num_images, dtype=np.float64)
-    elif scheme == 'paper':
-        weights = (
-            np.ones(num_images, dtype=np.float64)
-            if difficulty is None else difficulty)
-    elif scheme == 'class_aware':
-        weights = _class_aware(index, difficulty)
-        support = index.classes_per_image() > 0
-    elif scheme == 'repeat_factor':
-        weights = lvis_repeat_factors(index, thr)
-    else:
-        if instances_per_class is None:
-            raise ValueError("the 'instance_repeat_factor' scheme needs "
-                             'instances_per_class (objects of each class)')
-        weights = instance_repeat_factors(index, instances_per_class, thr)
+    weights, support = SCHEME_PRIORS[scheme](
+        index, difficulty, thr=thr, instances_per_class=instances_per_class)
     if scheme in REPEAT_FACTOR_SCHEMES and difficulty is not None:
         weights = weights * difficulty**beta
     total = weights.sum()
@@ -308,6 +290,61 @@ def sampling_weights(
     if floor is not None or clip is not None:
         probs = _bound(probs, support, floor, clip)
     return probs
+
+
+# ---------------------------------------------------------------------------
+# the schemes: (index, difficulty or None, thr, instances_per_class) ->
+# (weights before D ** beta, the images the scheme can draw)
+Prior = Tuple[np.ndarray, np.ndarray]
+
+
+def _uniform(index: ImageClassIndex, difficulty: Optional[np.ndarray],
+             **_: object) -> Prior:
+    n = index.num_images
+    return np.ones(n, dtype=np.float64), np.ones(n, dtype=bool)
+
+
+def _paper(index: ImageClassIndex, difficulty: Optional[np.ndarray],
+           **_: object) -> Prior:
+    weights, support = _uniform(index, None)
+    return (weights if difficulty is None else difficulty), support
+
+
+def _class_aware_scheme(index: ImageClassIndex,
+                        difficulty: Optional[np.ndarray],
+                        **_: object) -> Prior:
+    return _class_aware(index, difficulty), index.classes_per_image() > 0
+
+
+def _repeat_factor(index: ImageClassIndex, difficulty: Optional[np.ndarray],
+                   thr: float, **_: object) -> Prior:
+    return lvis_repeat_factors(index, thr), np.ones(
+        index.num_images, dtype=bool)
+
+
+def _instance_repeat_factor(index: ImageClassIndex,
+                            difficulty: Optional[np.ndarray], thr: float,
+                            instances_per_class: Optional[Sequence[int]],
+                            **_: object) -> Prior:
+    if instances_per_class is None:
+        raise ValueError("the 'instance_repeat_factor' scheme needs "
+                         'instances_per_class (objects of each class)')
+    return (instance_repeat_factors(index, instances_per_class, thr),
+            np.ones(index.num_images, dtype=bool))
+
+
+#: Scheme name -> its prior (the module docstring says what each draws).
+#: A new scheme is one function and one entry here; the repeat-factor
+#: schemes also join REPEAT_FACTOR_SCHEMES (D ** beta).
+SCHEME_PRIORS: Dict[str, Callable[..., Prior]] = {
+    'uniform': _uniform,
+    'paper': _paper,
+    'class_aware': _class_aware_scheme,
+    'repeat_factor': _repeat_factor,
+    'instance_repeat_factor': _instance_repeat_factor,
+}
+#: The scheme names.
+SCHEMES = tuple(SCHEME_PRIORS)
 
 
 def dataset_sampling_weights(scheme: str,

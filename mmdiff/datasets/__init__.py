@@ -1,12 +1,12 @@
 """Data sets of mmdiff."""
 from .data_files import DataFilesNotFoundError, check_data_files
-from .dataset_index import UnsupportedDatasetError, index_dataset
+from .dataset_walk import UnsupportedDatasetError, index_dataset
 from .sample_idx import (SampleIdxMissingError,
                          check_pipeline_keeps_sample_idx,
                          install_global_sample_idx)
-from .synthetic_lvis import (ensure_synthetic_lvis, make_synthetic_lvis,
+from .synthetic import SyntheticLVISV1Dataset
+from .synthetic.make import (ensure_synthetic_lvis, make_synthetic_lvis,
                              synthetic_lvis_metainfo)
-from .synthetic_lvis_dataset import SyntheticLVISV1Dataset
 
 __all__ = [
     'make_synthetic_lvis', 'ensure_synthetic_lvis', 'synthetic_lvis_metainfo',

@@ -12,7 +12,7 @@ pack transform (:func:`keep_sample_idx`), and under a ``ConcatDataset``
 import copy
 from typing import Any, List, Sequence, Sized
 
-from .dataset_index import leaf_offsets
+from .dataset_walk import leaf_offsets
 
 __all__ = [
     'SAMPLE_IDX', 'PACK_META_KEYS', 'SampleIdxMissingError', 'sample_idx_of',

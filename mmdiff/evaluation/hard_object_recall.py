@@ -1,6 +1,6 @@
 """Recall on the hard variants of the synthetic LVIS set.
 
-The synthetic data (:mod:`mmdiff.datasets.synthetic_lvis`) marks a rare,
+The synthetic data (:mod:`mmdiff.datasets.synthetic.make`) marks a rare,
 confusable sub-class of every frequent class as *hard variants*
 (annotation key ``"mmdiff_hard_variant": true``). :class:`HardVariantRecall`
 reports recall on them against the normal objects of the same classes: the
@@ -14,7 +14,7 @@ from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 from mmengine.fileio import load
 
-from mmdiff.datasets.synthetic_write import HARD_KEY
+from mmdiff.datasets.synthetic.write import HARD_KEY
 
 __all__ = ['HardVariantRecall', 'objects_found', 'load_hard_variant_gts']
 

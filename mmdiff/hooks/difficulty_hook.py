@@ -23,11 +23,12 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from mmdiff.analysis.dump import write_epoch, write_index
-from mmdiff.core import (LVIS_FREQUENCY_GROUPS, UNSEEN_POLICIES,
-                         DifficultyState, fill_unseen, frequency_of_counts,
-                         image_difficulty, image_groups, instance_offsets,
-                         instance_to_image, object_ids)
-from mmdiff.core.records import EpochRecords, merge_parts, observe_into
+from mmdiff.core import (FIRST_TERMS, LVIS_FREQUENCY_GROUPS, REDUCTIONS,
+                         STORAGES, UNSEEN_POLICIES, DifficultyState,
+                         SnapshotMismatch, check_choice, fill_unseen,
+                         frequency_of_counts, image_difficulty, image_groups,
+                         instance_offsets, instance_to_image, object_ids)
+from mmdiff.core.records import merge_parts, select_rows
 from mmdiff.datasets.sample_idx import check_pipeline_keeps_sample_idx
 from mmdiff.models.probability_capture import build_capture
 from mmdiff.samplers import DifficultyClassAwareSampler
@@ -38,6 +39,11 @@ from .runner_checks import check_epoch_based, find_sampler
 __all__ = ['DifficultyHook', 'CHECKPOINT_KEY']
 
 CHECKPOINT_KEY = 'mmdiff_difficulty'
+#: The version of the hook's checkpoint payload; a newer one is refused.
+FORMAT_VERSION = 1
+#: Where the predictions come from: the training steps themselves, or an
+#: extra eval-mode pass every ``eval_pass['interval']`` epochs.
+MODES = ('online', 'eval_pass')
 
 
 @HOOKS.register_module()
@@ -47,10 +53,12 @@ class DifficultyHook(Hook):
     Args:
         c (float): Prior of ``D = (c + sum du) / (c + sum dl)``; a larger
             c makes D less sensitive. Defaults to 1.0.
-        reduce (str): Instance-to-image aggregation, 'mean', 'max' or
-            'sum'. Defaults to 'mean'.
-        storage (str): Last predictions kept 'dense', as 'topk' (true
-            class + top-k others + rest) or 'auto'. Defaults to 'auto'.
+        reduce (str): Instance-to-image aggregation, one of
+            :data:`mmdiff.core.REDUCTIONS`. Defaults to 'mean'.
+        storage (str): How last predictions are kept, one of
+            :data:`mmdiff.core.STORAGES` ('dense'; 'topk': true class +
+            top-k others + rest; 'auto': dense when objects x classes <=
+            2 ** 24). Defaults to 'auto'.
         topk (int): Other classes kept per object in topk storage.
             Defaults to 8.
         empty_difficulty (float): Difficulty of images without objects
@@ -103,25 +111,15 @@ class DifficultyHook(Hook):
                  eval_pass: Optional[dict] = None) -> None:
         if not c > 0:
             raise ValueError(f'c must be > 0, got {c}')
-        if reduce not in ('mean', 'max', 'sum'):
-            raise ValueError(
-                f"reduce must be 'mean', 'max' or 'sum', got {reduce!r}")
-        if storage not in ('auto', 'dense', 'topk'):
-            raise ValueError(
-                f"storage must be 'auto', 'dense' or 'topk', got {storage!r}")
+        check_choice(reduce, 'reduce', REDUCTIONS)
+        check_choice(storage, 'storage', STORAGES)
         if len(frequency_thresholds) != 2 or not \
                 0 < frequency_thresholds[0] < frequency_thresholds[1]:
             raise ValueError('frequency_thresholds must be two increasing '
                              f'positive counts, got {frequency_thresholds}')
-        if mode not in ('online', 'eval_pass'):
-            raise ValueError(
-                f"mode must be 'online' or 'eval_pass', got {mode!r}")
-        if unseen not in UNSEEN_POLICIES:
-            raise ValueError(
-                f'unseen must be one of {UNSEEN_POLICIES}, got {unseen!r}')
-        if first_term not in ('prior', 'skip'):
-            raise ValueError(
-                f"first_term must be 'prior' or 'skip', got {first_term!r}")
+        check_choice(mode, 'mode', MODES)
+        check_choice(unseen, 'unseen', UNSEEN_POLICIES)
+        check_choice(first_term, 'first_term', FIRST_TERMS)
         self.unseen = unseen
         self.first_term = first_term
         self.mode = mode
@@ -140,7 +138,6 @@ class DifficultyHook(Hook):
         self.state: Optional[DifficultyState] = None
         self.sampler: Optional[DifficultyClassAwareSampler] = None
         self._capture: Any = None
-        self._records = EpochRecords()
         self._changed_images: set = set()
         self._loaded: Optional[dict] = None
         self._step = 0
@@ -190,12 +187,10 @@ class DifficultyHook(Hook):
             topk=self.topk,
             device=self.state_device,
             first_term=self.first_term)
-        self.nan_rows = 0
+        self.invalid_rows = 0
+        # A checkpoint's storage and k replace the configured ones; the
+        # state's records (state.records) follow them.
         self._restore(runner)
-        # After the restore: a checkpoint's storage and k replace the
-        # configured ones, and the records must be made for them.
-        self._records = EpochRecords(None if self.state.storage ==
-                                     'dense' else self.state.topk)
         if self.dump and is_main_process():
             self._dump_index(runner)
         runner.logger.info(
@@ -239,11 +234,12 @@ class DifficultyHook(Hook):
             self._offsets_t[device] = torch.from_numpy(self.offsets).to(device)
         ids, valid = object_ids(self._offsets_t[device], batch['sample_idx'],
                                 batch['gt_index'])
-        self._records.add(ids, batch['labels'], probs, valid, self._step)
+        self.state.records.add(ids, batch['labels'], probs, valid, self._step)
 
     def _gather_records(self) -> Dict[str, Any]:
         """This epoch's valid records of all ranks, in step order."""
-        local = dict(part=self._records.take(), changed=self._changed_images)
+        local = dict(
+            part=self.state.records.take(), changed=self._changed_images)
         self._changed_images = set()
         _, world_size = get_dist_info()
         parts = all_gather_object(local) if world_size > 1 else [local]
@@ -263,18 +259,18 @@ class DifficultyHook(Hook):
             run_eval_pass(runner, self._capture, self._eval_loader)
         merged = self._gather_records()
         state = self.state
-        changed = sorted(merged['changed'])
+        changed = sorted(merged.pop('changed'))
         if 'ids' in merged:
             keep = ~np.isin(self.instance_image[merged['ids']], changed)
-            observe_into(state, merged, keep)
-        updated = state.end_epoch()
+            merged = select_rows(merged, keep)
+        updated = state.end_epoch(merged)
         if changed:
             ids = np.concatenate([
                 np.arange(self.offsets[i], self.offsets[i + 1])
                 for i in changed
             ])
             state.reset(ids)
-        self.nan_rows += merged['invalid']
+        self.invalid_rows += merged['invalid']
         inst_d = self.instance_difficulty()
         img_d = image_difficulty(
             inst_d,
@@ -309,7 +305,7 @@ class DifficultyHook(Hook):
             self.log_quantiles,
             self.sampler.diagnostics(),
             objects_updated=updated,
-            nan_rows_skipped=merged['invalid'],
+            invalid_rows=merged['invalid'],
             images_reset=num_changed,
             observed=float(self.state.observed[:inst_d.size].mean())
             if inst_d.size else 0.0)
@@ -339,11 +335,21 @@ class DifficultyHook(Hook):
             instance_difficulty=inst_d,
             instance_observed=self.state.observed[:inst_d.size],
             image_difficulty=img_d,
-            # per unique image (summed over the indices that show it)
+            # what the next epoch draws from, per unique image (summed
+            # over the indices that show it)
             sampling_probs=np.bincount(
                 self.index.image_of_index,
-                weights=self.sampler.probabilities,
+                weights=self.sampler.probabilities_for(runner.epoch + 1),
                 minlength=self.index.num_images))
+
+    @property
+    def nan_rows(self) -> int:
+        """Deprecated name of :attr:`invalid_rows`."""
+        warnings.warn(
+            'DifficultyHook.nan_rows is deprecated; use invalid_rows',
+            DeprecationWarning,
+            stacklevel=2)
+        return self.invalid_rows
 
     # ------------------------------------------------------------------
     # checkpoints
@@ -351,9 +357,10 @@ class DifficultyHook(Hook):
         if self.state is None:
             return
         checkpoint[CHECKPOINT_KEY] = dict(
+            format_version=FORMAT_VERSION,
             state=self.state.state_dict(),
             sampler=self.sampler.state_dict(),
-            nan_rows=self.nan_rows)
+            invalid_rows=self.invalid_rows)
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         # Runs before the runner restores its epoch, for --resume as well
@@ -375,6 +382,13 @@ class DifficultyHook(Hook):
                 'DifficultyHook: weights loaded with load_from (no resume): '
                 'starting a fresh difficulty state and prior sampling.')
             return
+        version = loaded.get('format_version', 1)
+        if type(version) is not int or version > FORMAT_VERSION:
+            raise ValueError(
+                f'Cannot resume the difficulty state: the checkpoint\'s '
+                f'{CHECKPOINT_KEY!r} has format version {version!r}, this '
+                f'mmdiff reads up to version {FORMAT_VERSION}; update mmdiff '
+                'or resume with the version that wrote it.')
         try:
             # The state (framework-free) warns with `warnings`; the hook
             # says it the mmengine way, as the sampler does.
@@ -387,13 +401,20 @@ class DifficultyHook(Hook):
                     logger='current',
                     level=logging.WARNING)
             self.sampler.load_state_dict(loaded['sampler'])
-        except ValueError as err:
+        except SnapshotMismatch as err:
             raise ValueError(
                 f'Cannot resume the difficulty state: {err}. The checkpoint '
                 'was trained on another dataset; resume it with the config '
                 'it was trained with, or fine-tune with load_from instead '
                 'of --resume.') from err
-        self.nan_rows = int(loaded.get('nan_rows', 0))
+        except ValueError as err:
+            raise ValueError(
+                f'Cannot resume the difficulty state: the checkpoint\'s '
+                f'{CHECKPOINT_KEY!r} is malformed ({err}); resume from '
+                'another checkpoint, or fine-tune with load_from.') from err
+        # 'nan_rows': the name of the count before format version 1
+        self.invalid_rows = int(
+            loaded.get('invalid_rows', loaded.get('nan_rows', 0)))
         runner.logger.info(
             f'DifficultyHook: resumed the difficulty state of epoch '
             f'{self.state.epoch}.')

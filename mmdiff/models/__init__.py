@@ -1,8 +1,11 @@
 from mmdiff.datasets.sample_idx import SampleIdxMissingError
-from .probability_capture import (ClsHeadCapture, RoIHeadCapture,
-                                  UnsupportedModelError, build_capture)
+from .probability_capture import (ClsHeadCapture, ProbabilityCapture,
+                                  RoIHeadCapture, UnsupportedModelError,
+                                  build_capture, register_capture,
+                                  supported_heads)
 
 __all__ = [
-    'RoIHeadCapture', 'ClsHeadCapture', 'build_capture',
-    'SampleIdxMissingError', 'UnsupportedModelError'
+    'ProbabilityCapture', 'RoIHeadCapture', 'ClsHeadCapture', 'build_capture',
+    'register_capture', 'supported_heads', 'SampleIdxMissingError',
+    'UnsupportedModelError'
 ]

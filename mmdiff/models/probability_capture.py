@@ -23,9 +23,15 @@ activation for Seesaw-style heads), computed in fp32 (also under AMP) on
 detached scores, for the captured rows only. Records stay on the model's
 device; nothing here synchronises with the host except reading Python-side
 metadata.
+
+Extension point: a capture is a subclass of :class:`ProbabilityCapture`
+registered for the head classes it reads (:func:`register_capture`);
+:func:`build_capture` looks the model's ``roi_head`` / ``head`` up by its
+class (and its bases) in that registry. :func:`supported_heads` lists what
+is registered, for messages and docs.
 """
 import inspect
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +40,8 @@ from torch import Tensor
 from mmdiff.datasets.sample_idx import sample_idx_of
 
 __all__ = [
-    'UnsupportedModelError', 'Batch', 'RoIHeadCapture', 'ClsHeadCapture',
-    'build_capture'
+    'UnsupportedModelError', 'Batch', 'ProbabilityCapture', 'RoIHeadCapture',
+    'ClsHeadCapture', 'build_capture', 'register_capture', 'supported_heads'
 ]
 
 # What a capture hands to its sink for one training step. Tensors are on
@@ -59,8 +65,17 @@ def head_probabilities(head: torch.nn.Module, cls_score: Tensor) -> Tensor:
     return F.softmax(scores, dim=-1)
 
 
-class _Capture:
-    """Installs wrappers on a module instance; ``detach`` removes them."""
+class ProbabilityCapture:
+    """Reads one kind of head's class probabilities during training.
+
+    A subclass takes ``(head, sink, stage=-1, attach=True)``: ``head`` is
+    the model's ``roi_head`` (detectors) or ``head`` (classifiers) it is
+    registered for, ``sink`` receives one :data:`Batch` per training step,
+    ``stage`` picks a cascade stage, ``attach=False`` installs nothing
+    (eval-pass mode calls :meth:`predict_gt` only). It wraps methods of the
+    head *instance* with :meth:`_patch`; :meth:`detach` removes them.
+    Register it with :func:`register_capture`.
+    """
 
     def __init__(self, sink: Callable[[Batch], None]) -> None:
         self.sink = sink
@@ -83,8 +98,40 @@ class _Capture:
         """Length of the probability vectors handed to the sink."""
         raise NotImplementedError
 
+    def predict_gt(self, model: torch.nn.Module, data: dict) -> None:
+        """Eval-pass mode: probabilities of a batch's GT objects."""
+        raise NotImplementedError
 
-class RoIHeadCapture(_Capture):
+
+#: head class -> the capture that reads it (see register_capture)
+_CAPTURES: Dict[type, Type[ProbabilityCapture]] = {}
+
+
+def register_capture(*head_types: type) -> Callable[[type], type]:
+    """Class decorator: the capture reads heads of ``head_types`` (and of
+    their subclasses, unless a subclass has its own)."""
+
+    def register(cls: type) -> type:
+        for head_type in head_types:
+            _CAPTURES[head_type] = cls
+        return cls
+
+    return register
+
+
+def supported_heads() -> List[str]:
+    """Names of the head classes a capture is registered for."""
+    return [t.__name__ for t in _CAPTURES]
+
+
+def _capture_for(head: Any) -> Optional[Type[ProbabilityCapture]]:
+    for klass in type(head).__mro__:
+        if klass in _CAPTURES:
+            return _CAPTURES[klass]
+    return None
+
+
+class RoIHeadCapture(ProbabilityCapture):
     """GT-RoI probabilities of a StandardRoIHead / CascadeRoIHead.
 
     Args:
@@ -96,17 +143,13 @@ class RoIHeadCapture(_Capture):
             Defaults to True.
     """
 
-    SUPPORTED = ('StandardRoIHead', 'CascadeRoIHead')
-
     def __init__(self,
                  roi_head: torch.nn.Module,
                  sink: Callable[[Batch], None],
                  stage: int = -1,
                  attach: bool = True) -> None:
         super().__init__(sink)
-        from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
-        if not isinstance(roi_head, (StandardRoIHead, CascadeRoIHead)):
-            raise self._unsupported(roi_head, 'it is not one of them')
+        from mmdet.models.roi_heads import CascadeRoIHead
         self.cascade = isinstance(roi_head, CascadeRoIHead)
         self.roi_head = roi_head
         # Arguments are read by name: subclasses (GridRoIHead, HTC, ...)
@@ -144,10 +187,10 @@ class RoIHeadCapture(_Capture):
     def _unsupported(cls, roi_head: Any, why: str) -> UnsupportedModelError:
         return UnsupportedModelError(
             f'DifficultyHook cannot capture RoI probabilities from '
-            f'{type(roi_head).__name__}: {why}. Supported RoI heads are '
-            f'{", ".join(cls.SUPPORTED)} and their subclasses whose '
-            'bbox_loss takes the sampling results (Faster / Mask R-CNN, '
-            'Cascade (Mask) R-CNN, Grid R-CNN, HTC, ...).')
+            f'{type(roi_head).__name__}: {why}. Supported heads are '
+            f'{", ".join(supported_heads())} and their subclasses (for RoI '
+            'heads: whose bbox_loss takes the sampling results: Faster / '
+            'Mask R-CNN, Cascade (Mask) R-CNN, Grid R-CNN, HTC, ...).')
 
     def _check_gt_proposals(self) -> None:
         """Refuse a sampler that does not inject GT boxes as proposals."""
@@ -256,7 +299,7 @@ class RoIHeadCapture(_Capture):
         return int(self.bbox_head.num_classes) + 1  # + background
 
 
-class ClsHeadCapture(_Capture):
+class ClsHeadCapture(ProbabilityCapture):
     """Per-image probabilities of an mmpretrain-style classification head.
 
     Args:
@@ -269,6 +312,7 @@ class ClsHeadCapture(_Capture):
     def __init__(self,
                  head: torch.nn.Module,
                  sink: Callable[[Batch], None],
+                 stage: int = -1,
                  attach: bool = True) -> None:
         super().__init__(sink)
         if not callable(getattr(head, '_get_loss', None)):
@@ -320,24 +364,41 @@ class ClsHeadCapture(_Capture):
 def build_capture(model: torch.nn.Module,
                   sink: Callable[[Batch], None],
                   stage: int = -1,
-                  attach: bool = True) -> _Capture:
-    """Pick the capture for a (de-wrapped) model.
+                  attach: bool = True) -> ProbabilityCapture:
+    """The registered capture of a (de-wrapped) model's head.
 
+    The model's ``roi_head`` (detectors), else its ``head`` (classifiers),
+    is looked up by class in the registry (:func:`register_capture`).
     ``attach=False`` installs no wrapper: the eval-pass mode only calls the
     capture's ``predict_gt``.
 
     Raises:
-        UnsupportedModelError: names the supported kinds of model.
+        UnsupportedModelError: names the supported heads.
     """
-    roi_head = getattr(model, 'roi_head', None)
-    if roi_head is not None:
-        return RoIHeadCapture(roi_head, sink, stage=stage, attach=attach)
-    head = getattr(model, 'head', None)
-    if head is not None and hasattr(head, '_get_loss'):
-        return ClsHeadCapture(head, sink, attach=attach)
+    for attr in ('roi_head', 'head'):
+        head = getattr(model, attr, None)
+        capture = _capture_for(head) if head is not None else None
+        if capture is not None:
+            return capture(head, sink, stage=stage, attach=attach)
+    heads = {
+        attr: type(getattr(model, attr)).__name__
+        for attr in ('roi_head', 'head') if getattr(model, attr, None)
+    }
     raise UnsupportedModelError(
-        f'DifficultyHook does not support {type(model).__name__}: it needs a '
-        'two-stage detector with a roi_head (StandardRoIHead or '
-        'CascadeRoIHead: Faster / Mask R-CNN, Cascade (Mask) R-CNN) or an '
-        'image classifier whose head has `_get_loss` (mmdiff.classification'
-        ').')
+        f'DifficultyHook does not support {type(model).__name__} '
+        f'(heads: {heads or "none"}): it reads the probabilities of a '
+        f'registered head: {", ".join(supported_heads())} or a subclass '
+        '(detectors: model.roi_head; classifiers: model.head). A new head '
+        'is a ProbabilityCapture subclass registered with '
+        'mmdiff.models.register_capture (docs/design.md).')
+
+
+def _register_defaults() -> None:
+    from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
+
+    from mmdiff.classification.heads import ClsHead
+    register_capture(StandardRoIHead, CascadeRoIHead)(RoIHeadCapture)
+    register_capture(ClsHead)(ClsHeadCapture)
+
+
+_register_defaults()

@@ -5,17 +5,20 @@ Every load (checkpoints and data pickles) charges what it allocates to a
 budget raises :class:`~mmdiff.safe_load.DamagedCheckpointError` naming the
 budget, its value and how to raise it. The charges:
 
-- ``max_bytes``: bytes of data the file makes: the inflated pickle (twice:
-  the buffer and the strings made from it), every tensor storage, every
-  numpy array, scalar and ``bytes`` a stand-in makes, and the part of a
-  tensor view larger than its storage (a stride-0 view). Defaults to twice
-  the file's size on disk plus 256 MiB, so a real checkpoint (stored, as
-  ``torch.save`` writes it, so its data is in the file byte for byte) always
-  fits and a small file can never ask for gigabytes.
-- ``max_pickle_bytes``: the inflated size of the pickle stream, read from
-  the zip directory before anything is inflated.
-- ``max_objects``: pickle opcodes executed; each makes at most one object,
-  so this bounds the Python objects (about 100 bytes each) a load creates.
+- ``max_bytes``: bytes of data the file makes: the pickle stream
+  (:data:`PICKLE_FACTOR` times its size: the buffer, and strings decoded
+  from it, which take up to four bytes per byte), every tensor storage,
+  every numpy array, scalar and ``bytes`` a stand-in makes, each
+  container (its ``sys.getsizeof`` and its bookkeeping) and each opcode's
+  value, and the part of a tensor view larger than its storage (a stride-0
+  view). Defaults to twice the file's size on disk plus 256 MiB: a
+  ``torch.save`` file holds its tensors byte for byte (records are read
+  only when stored uncompressed), so a real checkpoint always fits and a
+  small file can never ask for gigabytes.
+- ``max_pickle_bytes``: the size of the pickle stream.
+- ``max_objects``: pickle opcodes executed (each makes at most one value),
+  and the values one container holds counted as a tree (a tuple that
+  shares its parts can stand for 2**62 values from a few hundred bytes).
 - ``max_depth``: how deeply containers nest. Code that walks data
   recursively (``copy.deepcopy``, ``pickle.dumps``, ``hash``) needs one C
   stack frame per level; real checkpoints nest fewer than 12 levels.
@@ -32,10 +35,13 @@ from typing import Iterator, Optional
 from .errors import DamagedCheckpointError
 
 __all__ = [
-    'LoadBudget', 'load_budget', 'current_budget', 'Meter', 'BudgetExceeded'
+    'PICKLE_FACTOR', 'LoadBudget', 'load_budget', 'current_budget', 'Meter',
+    'BudgetExceeded'
 ]
 
 MiB = 1 << 20
+#: Bytes charged per byte of a pickle stream (see the module docstring).
+PICKLE_FACTOR = 5
 
 
 class BudgetExceeded(DamagedCheckpointError):

@@ -9,17 +9,41 @@ None: their hashes are distinct or salted per process, so building a dict
 is linear in its size (``hash(k) == k`` for those ints, bar -1).
 """
 import pickle
+import sys
+import types
 from collections import OrderedDict
 from typing import Any, Dict, List
 
 from .budget import over_budget
 from .errors import refuse
 
-__all__ = ['ContainerOps', 'check_keys', 'Pending']
+__all__ = ['ContainerOps', 'check_keys', 'Pending', 'Marker', 'is_marker']
 
 _INT_KEY_LIMIT = 2**61 - 1
+# Memory charged per container beyond sys.getsizeof (bookkeeping, the
+# memo), and per value added to one.
+CONTAINER_OVERHEAD = 160
+ITEM_BYTES = 16
+# Names resolve to these; they are arguments of stand-ins, never data.
+_CALLABLE_KINDS = (types.FunctionType, types.BuiltinFunctionType, type)
 _SALTED = (str, bytes)  # hashed with the per-process salt
 _CONSTANT_KEYS = (bool, type(None))
+
+
+class Marker:
+    """What a name resolves to when it is only an argument of a stand-in
+    (numpy's ``ndarray`` name, a storage type, a storage): never data."""
+
+
+def is_marker(obj: Any) -> bool:
+    """A marker, a stand-in or a class: what a file may name but not keep."""
+    return isinstance(obj, (Marker, *_CALLABLE_KINDS))
+
+
+def _what(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f'the class {obj.__name__}'
+    return f'a {type(obj).__name__}'
 
 
 class Pending:
@@ -74,37 +98,67 @@ class ContainerOps:
     meter: Any
 
     def _init_containers(self) -> None:
-        self._depth: Dict[int, int] = {}  # id of a container -> its depth
+        # id of a container -> [nesting depth, values it holds counted as a
+        # tree (a part shared twice counts twice)]
+        self._info: Dict[int, List[int]] = {}
         self._inside: set = set()  # ids of containers held by another
+        self._tainted: set = set()  # ids of tuples holding a marker
         self._alive: List[Any] = []  # keeps those ids from being reused
 
     def _real(self, obj: Any) -> Any:
         return obj.result() if isinstance(obj, Pending) else obj
 
-    def _made(self, obj: Any, depth: int) -> Any:
-        """Record a new container at ``depth``."""
-        if depth > self.meter.budget.max_depth:
-            raise over_budget('max_depth', self.meter.budget.max_depth,
+    def _data(self, obj: Any) -> Any:
+        """``obj`` as the load's result: data, never a marker."""
+        obj = self._real(obj)
+        if is_marker(obj) or id(obj) in self._tainted:
+            raise refuse(f'the file hands back {_what(obj)} as data')
+        return obj
+
+    def _made(self, obj: Any, depth: int, size: int) -> Any:
+        """Record a new container: its depth, size and memory."""
+        budget = self.meter.budget
+        if depth > budget.max_depth:
+            raise over_budget('max_depth', budget.max_depth,
                               f'containers nest {depth} levels deep')
-        self._depth[id(obj)] = depth
+        if size > budget.max_objects:
+            raise over_budget(
+                'max_objects', budget.max_objects,
+                f'a container holds {size} values counted as a tree')
+        self.meter.charge_bytes(
+            sys.getsizeof(obj) + CONTAINER_OVERHEAD,
+            f'a {type(obj).__name__} of {size} values')
+        self._info[id(obj)] = [depth, size]
         self._alive.append(obj)
         return obj
 
-    def _adopt(self, items: List[Any], parent: Any = None) -> int:
-        """Make ``items`` real in place and mark them held; their depth."""
-        depth, inside = self._depth, self._inside
-        deepest = 0
+    def _adopt(self,
+               items: List[Any],
+               parent: Any = None,
+               into_tuple: bool = False) -> tuple:
+        """Make ``items`` real in place and mark them held.
+
+        Returns the deepest item's depth, the values they hold (a tree
+        count) and whether one is a marker (allowed in a tuple only: the
+        arguments of a call, which are never data).
+        """
+        info, inside, tainted = self._info, self._inside, self._tainted
+        deepest, size, marked = 0, len(items), False
         for i, item in enumerate(items):
             if isinstance(item, Pending):
                 item = items[i] = item.result()
-            d = depth.get(id(item))
-            if d is not None:
+            if is_marker(item) or id(item) in tainted:
+                if not into_tuple:
+                    raise refuse(f'the file puts {_what(item)} in its data')
+                marked = True
+            known = info.get(id(item))
+            if known is not None:
                 if item is parent:
                     raise refuse('a container holds itself')
                 inside.add(id(item))
-                if d > deepest:
-                    deepest = d
-        return deepest
+                deepest = max(deepest, known[0])
+                size += known[1]
+        return deepest, size, marked
 
     def _target(self, kinds: tuple, what: str) -> Any:
         target = self.stack[-1] if self.stack else None
@@ -115,24 +169,40 @@ class ContainerOps:
                          'another one (a cycle, which data never has)')
         return target
 
-    def _grow(self, target: Any, deepest: int) -> None:
-        self._made(target, max(self._depth.get(id(target), 1), deepest + 1))
+    def _grow(self, target: Any, adopted: tuple) -> None:
+        """``target`` (recorded) now also holds what ``_adopt`` returned."""
+        deepest, size, _ = adopted
+        known = self._info[id(target)]
+        known[0] = max(known[0], deepest + 1)
+        known[1] += size
+        budget = self.meter.budget
+        if known[0] > budget.max_depth:
+            raise over_budget('max_depth', budget.max_depth,
+                              f'containers nest {known[0]} levels deep')
+        if known[1] > budget.max_objects:
+            raise over_budget(
+                'max_objects', budget.max_objects,
+                f'a container holds {known[1]} values counted as a tree')
+        self.meter.charge_bytes(ITEM_BYTES * size, f'{size} more values')
 
     def load_empty_list(self) -> None:
-        self.append(self._made([], 1))
+        self.append(self._made([], 1, 0))
 
     def load_empty_dict(self) -> None:
-        self.append(self._made({}, 1))
+        self.append(self._made({}, 1, 0))
 
     def load_empty_set(self) -> None:
-        self.append(self._made(set(), 1))
+        self.append(self._made(set(), 1, 0))
 
     def load_empty_tuple(self) -> None:
-        self.append(self._made((), 1))
+        self.append(self._made((), 1, 0))
 
     def _tuple(self, items: List[Any]) -> None:
-        deepest = self._adopt(items)  # before the tuple copies them
-        self.append(self._made(tuple(items), deepest + 1))
+        deepest, size, marked = self._adopt(items, into_tuple=True)
+        made = self._made(tuple(items), deepest + 1, size)
+        if marked:
+            self._tainted.add(id(made))
+        self.append(made)
 
     def load_tuple(self) -> None:
         self._tuple(self.pop_mark())
@@ -155,20 +225,21 @@ class ContainerOps:
 
     def load_list(self) -> None:
         items = self.pop_mark()
-        self.append(self._made(items, self._adopt(items) + 1))
+        deepest, size, _ = self._adopt(items)
+        self.append(self._made(items, deepest + 1, size))
 
     def load_dict(self) -> None:
         items = self.pop_mark()
-        deepest = self._adopt(items)
+        deepest, size, _ = self._adopt(items)
         check_keys(items[0::2])
-        self.append(
-            self._made(dict(zip(items[0::2], items[1::2])), deepest + 1))
+        made = dict(zip(items[0::2], items[1::2]))
+        self.append(self._made(made, deepest + 1, size))
 
     def load_frozenset(self) -> None:
         items = self.pop_mark()
-        deepest = self._adopt(items)
+        deepest, size, _ = self._adopt(items)
         check_keys(items)
-        self.append(self._made(frozenset(items), deepest + 1))
+        self.append(self._made(frozenset(items), deepest + 1, size))
 
     def _add_to_list(self, items: List[Any]) -> None:
         target = self._target((list, ), 'APPEND')

@@ -10,7 +10,7 @@ apply (:mod:`mmdiff.safe_load.budget`), counted against the file's size.
 import os
 from typing import Any
 
-from .budget import Meter, current_budget
+from .budget import PICKLE_FACTOR, Meter, current_budget
 from .errors import DamagedCheckpointError, UnsafeCheckpointError
 from .stand_ins import numpy_names
 from .unpickler import DataUnpickler, Rules
@@ -39,7 +39,7 @@ def load_pickle_data(path: str, encoding: str = 'bytes') -> Any:
     meter = Meter(current_budget(), size)
     try:
         meter.check('max_pickle_bytes', size, f'the pickle has {size} bytes')
-        meter.charge_bytes(2 * size, f'a pickle of {size} bytes')
+        meter.charge_bytes(PICKLE_FACTOR * size, f'a pickle of {size} bytes')
         with open(path, 'rb') as f:
             data = f.read()
         names = numpy_names(meter)

@@ -36,7 +36,7 @@ import numpy as np
 from mmengine.logging.history_buffer import HistoryBuffer
 
 from .budget import Meter
-from .containers import Pending
+from .containers import Marker, Pending
 from .errors import refuse
 
 __all__ = ['numpy_names', 'history_buffer_names', 'stand_in_names']
@@ -52,11 +52,28 @@ DATETIME_UNITS = (b'Y', b'M', b'W', b'D', b'h', b'm', b's', b'ms', b'us',
 HISTORY_BUFFER = 'mmengine.logging.history_buffer.HistoryBuffer'
 
 
-def _is_plain(value: Any) -> bool:
-    """None, bool, int, str, bytes, or tuples of them (no custom __eq__)."""
-    if value is None or type(value) in (bool, int, str, bytes):
-        return True
-    return type(value) is tuple and all(_is_plain(v) for v in value)
+def _is_plain(value: Any, leaves: int = 32) -> bool:
+    """None, bool, int, str, bytes, or tuples of them (no custom __eq__),
+    with at most ``leaves`` values: numpy's dtype states are small, and a
+    tuple that shares its parts can stand for 2**62 of them."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        if type(item) is tuple:
+            stack.extend(item)
+        elif item is not None and type(item) not in (bool, int, str, bytes):
+            return False
+        seen += 1
+        if seen > leaves:
+            return False
+    return True
+
+
+def describe(value: Any) -> str:
+    """A file's value for a message, never a repr of something large."""
+    if type(value) in (str, bytes) and len(value) <= 40:
+        return repr(value)
+    return f'a {type(value).__name__}'
 
 
 def _plain_dtype(value: Any) -> np.dtype:
@@ -147,7 +164,7 @@ class _PendingArray(Pending):
             dtype.newbyteorder('='), order=order, copy=True)
 
 
-class _NdarrayName:
+class _NdarrayName(Marker):
     """What ``numpy.ndarray`` resolves to: the marker _reconstruct takes."""
 
 
@@ -161,16 +178,18 @@ def numpy_names(meter: Meter) -> Dict[str, Any]:
         if type(name) is bytes:  # Python 2 pickles read with encoding=bytes
             name = name.decode('latin1')
         if type(name) is not str or len(name) > 16:
-            raise refuse(f'numpy dtype name {name!r} is not a plain dtype')
+            raise refuse(f'numpy dtype name {describe(name)} is not a plain '
+                         'dtype')
         try:
             named = np.dtype(name)
         except (TypeError, ValueError):
-            raise refuse(f'numpy dtype {name!r} is unknown') from None
+            raise refuse(f'numpy dtype {describe(name)} is unknown') from None
         try:
             _plain_dtype(named)
         except Exception:
-            raise refuse(f'numpy dtype {name!r} is not a plain dtype (object,'
-                         ' void and structured dtypes are refused)') from None
+            raise refuse(
+                f'numpy dtype {describe(name)} is not a plain dtype (object,'
+                ' void and structured dtypes are refused)') from None
         return _PendingDtype(named)
 
     def reconstruct(subtype: Any, shape: Any, typecode: Any) -> Pending:
@@ -248,9 +267,11 @@ def _getattr(owner: Any, name: Any) -> str:
     if owner is _PendingHistoryBuffer and type(name) is str and \
             name in STATISTICS:
         return name
-    what = getattr(owner, '__name__', type(owner).__name__)
-    raise refuse(f'the checkpoint asks for getattr({what}, {name!r}); only '
-                 f'HistoryBuffer.{STATISTICS} are resolved')
+    what = owner.__name__ if owner in (HistoryBuffer, _PendingHistoryBuffer) \
+        else describe(owner)
+    raise refuse(
+        f'the checkpoint asks for getattr({what}, {describe(name)}); only '
+        f'HistoryBuffer.{STATISTICS} are resolved')
 
 
 def history_buffer_names() -> Dict[str, Any]:

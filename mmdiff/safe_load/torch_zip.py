@@ -6,10 +6,12 @@ persistent id ``('storage', storage type, key, location, numel)``. This
 module reads that layout itself, so that every size is checked before
 anything is allocated:
 
-- the zip directory's entry count, the inflated size of ``data.pkl`` and of
-  each storage record, read from the directory before inflating; records
-  are inflated in chunks, never past their declared size;
-- a storage has exactly ``numel * element size`` bytes and one dtype;
+- the zip directory's entry count (also from the directory's size, which
+  the end record cannot hide), and the size of ``data.pkl`` and of each
+  storage record; records are read only when stored uncompressed, as
+  ``torch.save`` writes them, so a small file cannot inflate;
+- a storage has exactly ``numel * element size`` bytes, one dtype (not a
+  quantized one, which torch writes differently) and a device location;
 - a tensor is a view inside its storage (offset, sizes and strides checked
   before torch sees them); the part of a view larger than its storage (a
   stride-0 view) is charged to the byte budget;
@@ -23,6 +25,7 @@ convert it.
 """
 import functools
 import math
+import re
 import struct
 import sys
 import zipfile
@@ -32,17 +35,18 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-from .budget import Meter
-from .containers import check_keys
+from .budget import PICKLE_FACTOR, Meter
+from .containers import Marker, check_keys
 from .errors import DamagedCheckpointError, refuse
 
 __all__ = ['TorchZip', 'torch_names']
 
-_CHUNK = 1 << 24
 _MAX_DIMS = 64
+# the devices torch writes a storage's location as
+_LOCATION = re.compile(r'(cpu|cuda|xpu|mps|hpu)(:[0-9]{1,4})?')
 
 
-class _StorageType:
+class _StorageType(Marker):
     """What ``torch.<X>Storage`` resolves to: its dtype, nothing callable."""
 
     def __init__(self, dtype: torch.dtype) -> None:
@@ -50,7 +54,7 @@ class _StorageType:
         self.itemsize = dtype.itemsize
 
 
-class _Storage:
+class _Storage(Marker):
     """A storage read from the archive: untyped bytes and their dtype."""
 
     def __init__(self, untyped: Any, kind: _StorageType, numel: int) -> None:
@@ -64,8 +68,10 @@ def _storage_types() -> Dict[str, _StorageType]:
     names = {'torch.UntypedStorage': _StorageType(torch.uint8)}
     for name in dir(torch):
         kind = getattr(torch, name)
+        # quantized storages need torch's _rebuild_qtensor, not listed
         if name.endswith('Storage') and isinstance(kind, type) and \
-                issubclass(kind, torch.storage._LegacyStorage):
+                issubclass(kind, torch.storage._LegacyStorage) and \
+                not name.startswith('Q'):
             names[f'torch.{name}'] = _StorageType(kind._dtype)
     return names
 
@@ -85,6 +91,8 @@ class TorchZip:
         self._check_directory(path)
         self.zip = zipfile.ZipFile(path)
         names = self.zip.namelist()
+        self.meter.check('max_records', len(names),
+                         f'the zip directory holds {len(names)} records')
         if not names or '/' not in names[0]:
             raise DamagedCheckpointError('the zip holds no torch archive')
         self.prefix = names[0].split('/', 1)[0]
@@ -113,9 +121,13 @@ class TorchZip:
                     '"import torch; torch.save(torch.load(\'old.pth\', '
                     'weights_only=True), \'new.pth\')"')
             end = zipfile._EndRecData(f)  # type: ignore[attr-defined]
-        entries = end[zipfile._ECD_ENTRIES_TOTAL]  # type: ignore[attr-defined]
+        # an entry takes at least 46 bytes of the directory, whatever the
+        # count the end record claims
+        entries = max(
+            end[zipfile._ECD_ENTRIES_TOTAL],  # type: ignore
+            end[zipfile._ECD_SIZE] // 46)  # type: ignore
         self.meter.check('max_records', entries,
-                         f'the zip directory lists {entries} records')
+                         f'the zip directory holds up to {entries} records')
 
     def _info(self, name: str) -> zipfile.ZipInfo:
         try:
@@ -125,22 +137,21 @@ class TorchZip:
                 f'the archive has no record {name}') from None
 
     def _read(self, info: zipfile.ZipInfo, n: int) -> torch.Tensor:
-        """Exactly ``n`` bytes of a record (uint8), inflated at most that
-        far, into memory that is not zeroed first."""
+        """Exactly ``n`` bytes of a stored record (uint8), read straight
+        into memory that is not zeroed first."""
         if info.file_size != n:
             raise DamagedCheckpointError(
                 f'record {info.filename} holds {info.file_size} bytes, '
                 f'{n} expected')
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise DamagedCheckpointError(
+                f'record {info.filename} is compressed (zip method '
+                f'{info.compress_type}); torch.save stores every record '
+                'uncompressed, and mmdiff reads stored records only, so that '
+                'a small file cannot inflate. Re-save the checkpoint with '
+                'torch.save')
         tensor = torch.empty(n, dtype=torch.uint8)
         data = memoryview(tensor.numpy())
-        if info.compress_type == zipfile.ZIP_STORED:
-            self._read_stored(info, data)
-        else:
-            self._inflate(info, data)
-        return tensor
-
-    def _read_stored(self, info: zipfile.ZipInfo, data: memoryview) -> None:
-        """A stored record (what torch writes), read straight into place."""
         f = self.zip.fp
         f.seek(info.header_offset)
         header = f.read(30)
@@ -149,23 +160,12 @@ class TorchZip:
                 f'record {info.filename} has no local header')
         name, extra = struct.unpack('<HH', header[26:30])
         f.seek(info.header_offset + 30 + name + extra)
-        if f.readinto(data) != len(data):
+        if f.readinto(data) != n:
             raise DamagedCheckpointError(f'record {info.filename} ends early')
         if zlib.crc32(data) != info.CRC:
             raise DamagedCheckpointError(
                 f'record {info.filename} fails its CRC check')
-
-    def _inflate(self, info: zipfile.ZipInfo, data: memoryview) -> None:
-        n, view, pos = len(data), data, 0
-        with self.zip.open(info) as f:
-            while pos < n:
-                chunk = f.read(min(_CHUNK, n - pos))
-                if not chunk:
-                    raise DamagedCheckpointError(
-                        f'record {info.filename} ends early')
-                view[pos:pos + len(chunk)] = chunk
-                pos += len(chunk)
-            f.read(1)  # reaching the end checks the CRC
+        return tensor
 
     def _byte_order(self) -> str:
         name = f'{self.prefix}/byteorder'
@@ -176,15 +176,14 @@ class TorchZip:
             raise DamagedCheckpointError('the byteorder record is too long')
         order = self._read(info, info.file_size).numpy().tobytes()
         if order not in (b'little', b'big'):
-            raise DamagedCheckpointError(f'unknown byte order {order!r}')
+            raise DamagedCheckpointError('unknown byte order record')
         return order.decode()
 
     def pickle_bytes(self) -> bytes:
         info = self._info('data.pkl')
         self.meter.check('max_pickle_bytes', info.file_size,
                          f'data.pkl inflates to {info.file_size} bytes')
-        # the buffer, and the strings and numbers made from its bytes
-        self.meter.charge_bytes(2 * info.file_size,
+        self.meter.charge_bytes(PICKLE_FACTOR * info.file_size,
                                 f'data.pkl of {info.file_size} bytes')
         return self._read(info, info.file_size).numpy().tobytes()
 
@@ -194,8 +193,9 @@ class TorchZip:
             raise refuse('a persistent id that is not a torch storage')
         _, kind, key, location, numel = pid
         if type(kind) is not _StorageType or type(key) is not str or \
-                type(location) is not str or type(numel) is not int or \
-                not 0 <= numel < 2**62:
+                len(key) > 64 or type(location) is not str or \
+                not _LOCATION.fullmatch(location) or \
+                type(numel) is not int or not 0 <= numel < 2**62:
             raise refuse('a torch storage id torch never writes')
         if key in self._storages:
             storage = self._storages[key]
@@ -233,8 +233,9 @@ def _view_numel(size: Tuple[int, ...], stride: Tuple[int, ...], offset: int,
         raise refuse('a tensor with sizes, strides or offset torch never '
                      'writes')
     numel = math.prod(size)
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-    if numel and last >= storage.numel:
+    last = offset + sum(max(n - 1, 0) * s for n, s in zip(size, stride))
+    if (last >= storage.numel and numel) or offset > storage.numel or \
+            last >= 2**62:
         raise DamagedCheckpointError(
             f'a tensor of size {size} and stride {stride} at offset '
             f'{offset} reaches past its storage of {storage.numel} elements')

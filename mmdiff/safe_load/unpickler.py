@@ -37,6 +37,9 @@ from .errors import refuse
 __all__ = ['DataUnpickler', 'Pending', 'Rules']
 
 _MAX_MEMO_INDEX = 2**32
+# Memory charged per opcode: the value it makes (a number, a short string)
+# and its place on the stack or in the memo.
+OPCODE_BYTES = 96
 # The data opcodes Python's unpickler runs unchanged.
 _PLAIN_OPCODES = ('PROTO', 'FRAME', 'STOP', 'MARK', 'POP', 'POP_MARK', 'DUP',
                   'NONE', 'NEWTRUE', 'NEWFALSE', 'INT', 'BININT', 'BININT1',
@@ -129,12 +132,15 @@ class DataUnpickler(ContainerOps,
                     raise refuse(f'the pickle opcode {key!r}, which plain '
                                  'data never needs')
                 count += 1
-                if count > limit:
-                    raise over_budget('max_objects', limit,
-                                      'the pickle runs more opcodes')
+                if not count & 1023:  # each opcode makes at most one value
+                    if count > limit:
+                        raise over_budget('max_objects', limit,
+                                          'the pickle runs more opcodes')
+                    self.meter.charge_bytes(1024 * OPCODE_BYTES,
+                                            f'{count} opcodes')
                 handler(self)
         except pickle._Stop as stop:  # type: ignore[attr-defined]
-            return self._real(stop.value)
+            return self._data(stop.value)
 
     # -- names, calls, objects --------------------------------------------
     def find_class(self, module: str, name: str) -> Any:
@@ -165,18 +171,17 @@ class DataUnpickler(ContainerOps,
         return args
 
     def _record(self, obj: Any) -> Any:
-        """A container a call made joins the depth bookkeeping."""
-        if type(obj) in (list, dict, set, OrderedDict, Counter) or \
-                type(obj) in self.rules.user_types:
-            self._made(obj, 1 + self._adopt_all(obj))
+        """A container a call made joins the bookkeeping (and its memory
+        and size are charged: a file may call it many times)."""
+        if type(obj) in (list, dict, set, frozenset, OrderedDict, Counter) \
+                or type(obj) in self.rules.user_types:
+            values = list(obj.values()) if isinstance(
+                obj,
+                dict) else list(obj) if isinstance(obj, (list, set,
+                                                         frozenset)) else []
+            deepest, size, _ = self._adopt(values)
+            self._made(obj, deepest + 1, size)
         return obj
-
-    def _adopt_all(self, obj: Any) -> int:
-        if isinstance(obj, dict):
-            return self._adopt(list(obj.values()))
-        if isinstance(obj, (list, set)):
-            return self._adopt(list(obj))
-        return 0
 
     def load_reduce(self) -> None:
         args = self._args()

@@ -6,6 +6,7 @@ reads the dataset's labels once, keeps the current probabilities and draws
 """
 import logging
 import math
+import warnings
 from typing import Dict, Iterator, Optional, Sequence, Sized
 
 import numpy as np
@@ -21,7 +22,7 @@ from mmdiff.core.frequency import LVIS_FREQUENCY_GROUPS
 from mmdiff.core.validation import check_int
 from mmdiff.core.weights import (check_image_difficulty, check_scheme_args,
                                  dataset_sampling_weights)
-from mmdiff.datasets.dataset_index import index_dataset
+from mmdiff.datasets.dataset_walk import index_dataset
 from mmdiff.datasets.sample_idx import install_global_sample_idx
 
 __all__ = ['DifficultyClassAwareSampler', 'dataset_class_index']
@@ -51,6 +52,22 @@ def dataset_class_index(dataset: Sized) -> ImageClassIndex:
     return index_dataset(dataset).class_index()
 
 
+def _images_per_epoch(images_per_epoch: Optional[int],
+                      num_samples: Optional[int]) -> Optional[int]:
+    if num_samples is not None:
+        if images_per_epoch is not None:
+            raise ValueError('give images_per_epoch only (num_samples is its '
+                             'deprecated name)')
+        warnings.warn(
+            'DifficultyClassAwareSampler(num_samples=...) is deprecated: it '
+            'is images_per_epoch (over all ranks); the attribute num_samples '
+            "is this rank's share, as in mmengine", DeprecationWarning)
+        images_per_epoch = num_samples
+    if images_per_epoch is None:
+        return None
+    return check_int(images_per_epoch, 'images_per_epoch', 1)
+
+
 @DATA_SAMPLERS.register_module()
 class DifficultyClassAwareSampler(Sampler):
     """Draws each epoch's images with replacement, weighted by difficulty.
@@ -78,9 +95,8 @@ class DifficultyClassAwareSampler(Sampler):
         seed (int, optional): Seed shared by all ranks. None draws one and
             broadcasts it (``mmengine.dist.sync_random_seed``).
             Defaults to None.
-        scheme (str): ``'uniform'``, ``'paper'``, ``'class_aware'``,
-            ``'repeat_factor'`` or ``'instance_repeat_factor'``. Defaults
-            to ``'repeat_factor'``.
+        scheme (str): One of :data:`mmdiff.core.SCHEMES` (what each draws:
+            :mod:`mmdiff.core.weights`). Defaults to ``'repeat_factor'``.
         beta (float): Exponent of difficulty in the repeat-factor schemes.
             Defaults to 1.0.
         thr (float): Repeat-factor threshold t (both repeat-factor
@@ -91,9 +107,12 @@ class DifficultyClassAwareSampler(Sampler):
             mean. Defaults to None.
         clip (float, optional): Maximum probability as a multiple of the
             mean. Defaults to None.
-        num_samples (int, optional): Images per epoch over all ranks,
-            rounded up to a multiple of the world size. Defaults to None
-            (``len(dataset)``).
+        images_per_epoch (int, optional): Images drawn per epoch over all
+            ranks, rounded up to a multiple of the world size. Defaults to
+            None (``len(dataset)``). The attribute :attr:`num_samples` is,
+            as in mmengine's samplers, this rank's share (``len(self)``).
+        num_samples (int, optional): Deprecated name of
+            ``images_per_epoch``.
         warmup_epochs (int): Number of first epochs (0-based epochs
             ``< warmup_epochs``) drawn from the prior even when a
             difficulty is known. Defaults to 0.
@@ -108,11 +127,11 @@ class DifficultyClassAwareSampler(Sampler):
                  temperature: float = 1.0,
                  floor: Optional[float] = None,
                  clip: Optional[float] = None,
-                 num_samples: Optional[int] = None,
-                 warmup_epochs: int = 0) -> None:
+                 images_per_epoch: Optional[int] = None,
+                 warmup_epochs: int = 0,
+                 num_samples: Optional[int] = None) -> None:
         check_scheme_args(scheme, beta, thr, temperature, floor, clip)
-        if num_samples is not None:
-            num_samples = check_int(num_samples, 'num_samples', 1)
+        images_per_epoch = _images_per_epoch(images_per_epoch, num_samples)
         warmup_epochs = check_int(warmup_epochs, 'warmup_epochs', 0)
         if seed is not None:
             seed = check_int(seed, 'seed', -2**63)
@@ -138,7 +157,8 @@ class DifficultyClassAwareSampler(Sampler):
         # The hook names images by sample_idx: make it global under
         # ConcatDataset (before the dataloader starts its workers).
         install_global_sample_idx(dataset)
-        total = len(dataset) if num_samples is None else num_samples
+        total = len(dataset) if images_per_epoch is None else images_per_epoch
+        self.images_per_epoch = total
         self.num_samples = math.ceil(total / self.world_size)
         self.total_size = self.num_samples * self.world_size
 
@@ -157,8 +177,17 @@ class DifficultyClassAwareSampler(Sampler):
 
     @property
     def probabilities(self) -> np.ndarray:
-        """np.ndarray: ``(N,)`` probabilities the next ``__iter__`` uses."""
-        if self._probs is None or self.epoch < self.warmup_epochs:
+        """np.ndarray: ``(N,)`` probabilities the next ``__iter__`` uses
+        (the one of :attr:`epoch`)."""
+        return self.probabilities_for(self.epoch)
+
+    def probabilities_for(self, epoch: int) -> np.ndarray:
+        """``(N,)`` probabilities the draw of 0-based ``epoch`` uses.
+
+        The prior during the first ``warmup_epochs`` epochs and until
+        weights are set; the set weights after.
+        """
+        if self._probs is None or epoch < self.warmup_epochs:
             return self.prior
         return self._probs
 

@@ -2,7 +2,7 @@
 
 The demo's recipe (``configs/demo/mask-rcnn_r18_synthetic-lvis_difficulty
 .py``) is trained in-process with mmengine's ``Runner`` on the synthetic
-LVIS-format data (:mod:`mmdiff.datasets.synthetic_lvis`), once per arm and
+LVIS-format data (:mod:`mmdiff.datasets.synthetic.make`), once per arm and
 seed, all at the same number of iterations, and evaluated on the
 validation split with mmdet's ``LVISMetric`` (bbox AP, APr, APc, APf) and
 :class:`mmdiff.evaluation.HardVariantRecall` (recall on the planted hard
@@ -40,7 +40,7 @@ from mmengine.fileio import load
 
 from mmdiff.analysis.dump import find_dumps, load_dump
 from mmdiff.datasets import ensure_synthetic_lvis
-from mmdiff.datasets.synthetic_write import HARD_KEY
+from mmdiff.datasets.synthetic.write import HARD_KEY
 from mmdiff.hooks import DifficultyHook
 
 __all__ = [
@@ -157,15 +157,15 @@ class FixedLengthClassAwareSampler(ClassAwareSampler):
     """mmdet's ``ClassAwareSampler`` with a set number of images per epoch.
 
     The drawing is mmdet's; only the epoch length, ``len(dataset)`` in
-    mmdet, becomes ``num_samples``, so the baseline runs as many iterations
-    as the other arms.
+    mmdet, becomes ``images_per_epoch``, so the baseline runs as many
+    iterations as the other arms.
 
     Args:
         dataset (Sized): The dataset.
         seed (int, optional): Seed shared by all ranks. Defaults to None.
         num_sample_class (int): Images taken per class in turn.
             Defaults to 1.
-        num_samples (int, optional): Images per epoch over all ranks.
+        images_per_epoch (int, optional): Images per epoch over all ranks.
             Defaults to None (``len(dataset)``).
     """
 
@@ -173,14 +173,15 @@ class FixedLengthClassAwareSampler(ClassAwareSampler):
                  dataset: Any,
                  seed: Optional[int] = None,
                  num_sample_class: int = 1,
-                 num_samples: Optional[int] = None) -> None:
+                 images_per_epoch: Optional[int] = None) -> None:
         super().__init__(dataset, seed=seed, num_sample_class=num_sample_class)
-        if num_samples is not None:
-            if isinstance(num_samples, bool) or not isinstance(
-                    num_samples, int) or num_samples < 1:
-                raise ValueError(
-                    f'num_samples must be a positive int, got {num_samples!r}')
-            self.num_samples = int(math.ceil(num_samples / self.world_size))
+        if images_per_epoch is not None:
+            if isinstance(images_per_epoch, bool) or not isinstance(
+                    images_per_epoch, int) or images_per_epoch < 1:
+                raise ValueError('images_per_epoch must be a positive int, '
+                                 f'got {images_per_epoch!r}')
+            self.num_samples = int(
+                math.ceil(images_per_epoch / self.world_size))
             self.total_size = self.num_samples * self.world_size
 
 
@@ -302,12 +303,12 @@ def _sampler_cfg(arm: str, preset: DetectionPreset) -> dict:
         return dict(
             type='FixedLengthClassAwareSampler',
             num_sample_class=1,
-            num_samples=preset.images_per_epoch)
+            images_per_epoch=preset.images_per_epoch)
     return dict(
         type='DifficultyClassAwareSampler',
         scheme=sampler,
         thr=preset.rfs_thr,
-        num_samples=preset.images_per_epoch,
+        images_per_epoch=preset.images_per_epoch,
         **SAMPLER_OPTIONS.get(arm, {}))
 
 

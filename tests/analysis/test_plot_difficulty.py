@@ -16,7 +16,7 @@ from mmdiff.analysis.report import PLOT_FILES
 from mmdiff.analysis.stats import (class_index_from_instances,
                                    class_sampling_mass, hardest_objects,
                                    index_in_image, repeat_factor_probs)
-from mmdiff.datasets.synthetic_lvis import make_synthetic_lvis
+from mmdiff.datasets.synthetic.make import make_synthetic_lvis
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(REPO, 'tools', 'analysis', 'plot_difficulty.py')

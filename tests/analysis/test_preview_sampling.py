@@ -87,7 +87,7 @@ def test_expected_epoch_by_loops():
         index,
         frequency,
         0.5,
-        num_samples=7,
+        images_per_epoch=7,
         configured=dict(scheme='paper'),
         difficulty=np.array([1.0, 2.0, 2.0, 4.0, 1.0]))
     p = dataset_sampling_weights('paper', index, np.array([1.0, 2, 2, 4, 1]))

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmdiff.core import (DifficultyState, EpochRecords, merge_parts,
-                         observe_into)
+from mmdiff.core import (DifficultyState, EpochRecords, last_rows, merge_parts,
+                         select_rows)
 
 
 def _rows(seed: int, n: int, num_classes: int) -> tuple:
@@ -27,9 +27,9 @@ def test_records_feed_the_state_like_direct_observations(storage: str) -> None:
             records.add(ids, labels, probs)
             direct.observe(ids, probs, labels)
         assert len(records) == 5 + 4 + 3
-        observe_into(state, records.take())
+        part = records.take()
         assert len(records) == 0
-        assert state.end_epoch() == direct.end_epoch()
+        assert state.end_epoch(part) == direct.end_epoch()
         np.testing.assert_allclose(
             state.difficulty(), direct.difficulty(), rtol=1e-6)
 
@@ -50,8 +50,7 @@ def test_invalid_rows_are_counted_and_dropped() -> None:
         'true_prob', 'top_idx', 'top_prob', 'rest', 'prior_dl', 'prior_du'
     }
     state = DifficultyState(4, 5, storage='topk', topk=2)
-    observe_into(state, part, keep=np.array([False, True]))
-    assert state.end_epoch() == 1
+    assert state.end_epoch(select_rows(part, np.array([False, True]))) == 1
     assert state.difficulty()[2] != 1 and state.difficulty()[0] == 1
 
 
@@ -60,8 +59,7 @@ def test_an_empty_epoch() -> None:
     part = records.take()
     assert part == dict(num=0, invalid=0)
     state = DifficultyState(3, 4)
-    observe_into(state, part)
-    assert state.end_epoch() == 0
+    assert state.end_epoch(part) == 0
 
 
 def test_merge_puts_the_ranks_records_in_step_order() -> None:
@@ -89,8 +87,7 @@ def test_merge_puts_the_ranks_records_in_step_order() -> None:
     assert merged['ids'].tolist() == [4, 2, 2, 4]
 
     state = DifficultyState(6, num_classes)
-    observe_into(state, merged)
-    state.end_epoch()
+    state.end_epoch(merged)
     expected = DifficultyState(6, num_classes)
     expected.observe([2, 4], torch.stack([probs['r1_s1'], probs['r0_s3']]),
                      [1, 1])
@@ -100,3 +97,25 @@ def test_merge_puts_the_ranks_records_in_step_order() -> None:
 
 def test_merge_of_empty_parts() -> None:
     assert merge_parts([EpochRecords().take()] * 2) == dict(num=0, invalid=0)
+
+
+def test_records_for_another_storage_are_refused() -> None:
+    part = EpochRecords(topk=None)
+    part.add(torch.tensor([0]), torch.tensor([1]), _rows(1, 1, 5)[0])
+    state = DifficultyState(3, 5, storage='topk', topk=2)
+    with pytest.raises(ValueError, match="another storage.*'topk'"):
+        state.end_epoch(part.take())
+
+
+def test_last_rows_match_loops() -> None:
+    """The last occurrence of every id, by the most obvious loop."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        ids = rng.integers(0, 6, size=int(rng.integers(0, 12)))
+        uniq, rows = last_rows(ids)
+        rows = np.arange(ids.size) if rows is None else rows
+        last = {}
+        for row, i in enumerate(ids.tolist()):
+            last[i] = row
+        assert uniq.tolist() == sorted(last)
+        assert rows.tolist() == [last[i] for i in sorted(last)]

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmdiff.core import (DifficultyState, compress, decompress,
-                         psi_split_from_prior)
+from mmdiff.core import (DifficultyState, EpochRecords, compress, decompress,
+                         merge_parts, psi_split_from_prior)
 from mmdiff.core import state as state_module
 
 STORAGES = [('dense', 8), ('topk', 2)]
@@ -167,30 +167,15 @@ def test_last_observation_wins(storage: str, topk: int) -> None:
     assert state.difficulty()[2] == 1.0
 
 
-@pytest.mark.parametrize('storage,topk,compressed', [('dense', 8, False),
-                                                     ('topk', 2, False),
-                                                     ('dense', 2, True),
-                                                     ('topk', 2, True)])
-def test_observations_are_copied(storage: str, topk: int,
-                                 compressed: bool) -> None:
+@pytest.mark.parametrize('storage,topk', [('dense', 8), ('topk', 2)])
+def test_observations_are_copied(storage: str, topk: int) -> None:
     """A caller may reuse its arrays before the epoch ends."""
     ids, labels = np.array([0, 1]), np.array([0, 0])
     rows = np.concatenate([with_true_prob(t) for t in (0.9, 0.2)])
     state = DifficultyState(3, 5, storage=storage, topk=topk)
     ref = DifficultyState(3, 5, storage=storage, topk=topk)
-    if compressed:
-        record = [
-            r.numpy() for r in compress(
-                torch.from_numpy(rows), torch.from_numpy(labels), 2)
-        ]
-        state.observe_compressed(ids, labels, *record)
-        ref.observe_compressed(ids.copy(), labels.copy(),
-                               *(r.copy() for r in record))
-        for array in record:
-            array[...] = 0
-    else:
-        state.observe(ids, rows, labels)
-        ref.observe(ids.copy(), rows.copy(), labels.copy())
+    state.observe(ids, rows, labels)
+    ref.observe(ids.copy(), rows.copy(), labels.copy())
     ids[:], labels[:], rows[...] = 2, 1, 0.2
     state.end_epoch()
     ref.end_epoch()
@@ -370,7 +355,9 @@ def test_topk_with_all_classes_matches_dense() -> None:
 
 
 @pytest.mark.parametrize('storage', ['dense', 'topk'])
-def test_observe_compressed_matches_observe(storage: str) -> None:
+def test_gathered_records_match_observe(storage: str) -> None:
+    """Records taken in another process (float32 torch rows, as a capture
+    makes them) and merged give the state observe() gives."""
     rng = np.random.default_rng(8)
     labels = rng.integers(0, 30, 20)
     epochs = [peaked(rng, 20, 30, labels, np.full(20, m)) for m in (4, 2)]
@@ -378,31 +365,19 @@ def test_observe_compressed_matches_observe(storage: str) -> None:
     b = DifficultyState(20, 30, storage=storage, topk=3)
     for probs in epochs:
         ids = np.concatenate([np.arange(20), [4]])  # id 4 twice: last wins
-        records = compress(probs[ids], labels[ids], 3)
-        if storage == 'dense':
-            # dense storage expands records to the vectors they stand for
-            a.observe(ids, decompress(labels[ids], *records, 30), labels[ids])
-        else:
-            a.observe(ids, probs[ids], labels[ids])
-        # float32 torch inputs, as the hook computes them: the same
-        # arithmetic as observe()'s own first terms.
-        prior = psi_split_from_prior(
-            torch.from_numpy(probs[ids].astype(np.float32)),
-            torch.from_numpy(labels[ids]))
-        if storage == 'dense':
-            prior = (None, None)  # dense first terms are exact anyway
-        b.observe_compressed(ids, labels[ids], *records, *prior)
+        rows = torch.from_numpy(probs[ids].astype(np.float32))
+        a.observe(ids, rows, labels[ids])
+        remote = EpochRecords(None if storage == 'dense' else 3)
+        remote.add(torch.from_numpy(ids), torch.from_numpy(labels[ids]), rows)
         a.end_epoch()
-        b.end_epoch()
-    if storage == 'topk':
-        assert_same_state(a, b)
-    np.testing.assert_allclose(a.difficulty(), b.difficulty(), rtol=1e-6)
+        b.end_epoch(merge_parts([remote.take(), EpochRecords().take()]))
+    assert_same_state(a, b)
+    np.testing.assert_array_equal(a.difficulty(), b.difficulty())
 
 
 def test_first_term_is_exact_in_topk_storage() -> None:
     # The first term comes from the dense prediction, so after one epoch
-    # topk matches dense up to the float16 storage of that term; without
-    # the prior terms, observe_compressed falls back to the record.
+    # topk matches dense up to the float16 storage of that term.
     rng = np.random.default_rng(11)
     labels = rng.integers(0, 300, 50)
     logits = rng.normal(size=(50, 300)) * 2  # spread-out unstored classes
@@ -410,28 +385,25 @@ def test_first_term_is_exact_in_topk_storage() -> None:
     probs = softmax(logits).astype(np.float32)
     dense = DifficultyState(50, 300, storage='dense')
     sparse = DifficultyState(50, 300, storage='topk', topk=4)
-    fallback = DifficultyState(50, 300, storage='topk', topk=4)
     for state in (dense, sparse):
         state.observe(np.arange(50), probs, labels)
         state.end_epoch()
-    fallback.observe_compressed(
-        np.arange(50), labels, *compress(probs, labels, 4))
-    fallback.end_epoch()
     np.testing.assert_allclose(
         sparse.difficulty(), dense.difficulty(), rtol=1e-3)
-    rel = np.abs(fallback.difficulty() / dense.difficulty() - 1)
-    assert np.median(rel) > 0.05  # Jensen gap of the uniform stand-in
+    # what a record alone gives: the Jensen gap of the uniform stand-in
+    record = decompress(labels, *compress(probs, labels, 4), 300)
+    from_record = psi_split_from_prior(record, labels)
+    exact = psi_split_from_prior(probs, labels)
+    rel = np.abs(from_record[0] / exact[0] - 1)
+    assert np.median(rel) > 0.05
 
 
-def test_bad_prior_terms_raise() -> None:
+def test_end_epoch_refuses_records_of_unknown_instances() -> None:
     state = DifficultyState(3, 5, storage='topk', topk=2)
-    records = compress(np.full((1, 5), 0.2), [0], 2)
-    with pytest.raises(ValueError, match='prior_dl and prior_du'):
-        state.observe_compressed([0], [0], *records, prior_dl=[0.1])
-    with pytest.raises(ValueError, match='prior_du'):
-        state.observe_compressed([0], [0], *records, [0.1], [-1.0])
-    with pytest.raises(ValueError, match='prior_dl'):
-        state.observe_compressed([0], [0], *records, [0.1, 0.2], [0.1])
+    records = EpochRecords(topk=2)
+    records.add(torch.tensor([3]), torch.tensor([0]), torch.full((1, 5), .2))
+    with pytest.raises(ValueError, match='ids'):
+        state.end_epoch(records.take())
 
 
 def test_lvis_scale_memory() -> None:
@@ -451,8 +423,9 @@ def test_pending_observations_are_released_at_epoch_end() -> None:
     state.observe(
         np.arange(400), peaked(rng, 400, 300, labels, np.full(400, 3.0)),
         labels)
-    # id (8), label (8), first terms (8), true, 8 idx, 8 codes, rest
-    assert state.nbytes - stored == 400 * (8 + 8 + 8 + 4 + 16 + 16 + 4)
+    # id, label, step (8 each), valid, finite (1 each), true, 8 idx,
+    # 8 codes, rest, two first terms
+    assert state.nbytes - stored == 400 * (8 * 3 + 2 + 4 + 16 + 16 + 4 + 8)
     state.end_epoch()
     assert state.nbytes == stored
 
@@ -549,30 +522,6 @@ def test_bad_observations_raise(storage: str, topk: int) -> None:
     with pytest.raises(ValueError, match='ids'):
         state.reset([5])
     assert state.num_pending == 0
-
-
-def test_bad_compressed_observations_raise() -> None:
-    state = DifficultyState(3, 5, storage='topk', topk=2)
-    records = compress(np.full((1, 5), 0.2), [0], 2)
-    state.observe_compressed([0], [0], *records)
-    true_prob, top_idx, top_prob, rest = records
-    with pytest.raises(ValueError, match='top_idx'):
-        state.observe_compressed([0], [0], true_prob, top_idx[:, :1], top_prob,
-                                 rest)
-    with pytest.raises(ValueError, match='top_idx'):
-        state.observe_compressed([0], [0], true_prob, np.array([[0, 1]]),
-                                 top_prob, rest)
-    with pytest.raises(ValueError, match='top_idx'):
-        state.observe_compressed([0], [0], true_prob, np.array([[2, 2]]),
-                                 top_prob, rest)
-    with pytest.raises(ValueError, match='logits'):
-        state.observe_compressed([0], [0], true_prob, top_idx, top_prob,
-                                 rest + 0.3)
-    with pytest.raises(ValueError, match='true_prob'):
-        state.observe_compressed([0], [0], true_prob * np.nan, top_idx,
-                                 top_prob, rest)
-    with pytest.raises(ValueError, match='ids'):
-        state.observe_compressed([3], [0], *records)
 
 
 # ---------------------------------------------------------------------------

@@ -24,11 +24,11 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmdiff.core import (DifficultyState, compress, decompress,
-                         psi_split_from_prior)
+from mmdiff.core import DifficultyState, EpochRecords, merge_parts
 
 EPS = 1e-12
 Row = Tuple[List[float], int]  # (probabilities, label)
@@ -160,49 +160,81 @@ def make_program(rng: np.random.Generator, num_instances: int,
     return [(kind, ids, labels) for kind, ids in steps]
 
 
+class Ranks:
+    """Two processes' records, merged at the epoch's end (the hook's way)."""
+
+    def __init__(self, state: DifficultyState) -> None:
+        topk = None if state.storage == 'dense' else state.topk
+        self.records = [EpochRecords(topk), EpochRecords(topk)]
+        self.step = 0
+
+    def add(self, rng: np.random.Generator, ids: np.ndarray, probs: np.ndarray,
+            labels: np.ndarray) -> None:
+        rank = int(rng.integers(2))
+        self.step += 1  # later calls are later steps, as in training
+        self.records[rank].add(
+            torch.from_numpy(ids),
+            torch.from_numpy(labels),
+            torch.from_numpy(probs),
+            step=self.step)
+
+    def drop(self, ids: np.ndarray) -> None:
+        for records in self.records:
+            records.drop(torch.from_numpy(ids))
+
+    def pending(self) -> int:
+        parts = [r.peek() for r in self.records]
+        ids = [p['ids'] for p in parts if 'ids' in p]
+        return int(np.unique(np.concatenate(ids)).size) if ids else 0
+
+    def take(self) -> dict:
+        return merge_parts([r.take() for r in self.records])
+
+
 def run_program(rng: np.random.Generator, steps: List[tuple],
                 state: DifficultyState, ref: ReferenceState,
-                compressed: bool) -> None:
+                route: str) -> None:
+    """``route``: 'observe' (state.observe) or 'ranks' (records of two
+    processes, merged)."""
     num_classes = state.num_classes
+    ranks = Ranks(state)
     for kind, ids, labels in steps:
         if kind == 'reset':
             state.reset(ids)
+            ranks.drop(ids)
             ref.reset(ids.tolist())
         elif kind == 'end_epoch':
-            assert state.end_epoch() == ref.end_epoch()
+            part = ranks.take() if route == 'ranks' else None
+            assert state.end_epoch(part) == ref.end_epoch()
         else:
             probs = random_rows(rng, ids.size, num_classes,
                                 float(rng.uniform(0.3, 4)))
             lab = labels[ids]
-            if compressed:
-                records = compress(probs, lab, state.topk)
-                prior = psi_split_from_prior(probs, lab)
-                if state.storage == 'dense':
-                    # dense storage keeps what the records stand for
-                    probs = decompress(lab, *records, num_classes)
-                    prior = (None, None)
-                state.observe_compressed(ids, lab, *records, *prior)
+            if route == 'ranks':
+                ranks.add(rng, ids, probs, lab)
             else:
                 state.observe(ids, probs, lab)
             ref.observe(ids.tolist(),
                         probs.astype(np.float64).tolist(), lab.tolist())
-            assert state.num_pending == len(ref.buffer)
+            pending = ranks.pending() if route == 'ranks' else \
+                state.num_pending
+            assert pending == len(ref.buffer)
         np.testing.assert_allclose(
             state.difficulty(), ref.difficulty(), rtol=2e-3, atol=1e-6)
         assert state.observed.tolist() == [i in ref.prev for i in range(ref.n)]
 
 
-CASES = [('dense', 3, False, 'prior'), ('topk', 3, False, 'prior'),
-         ('topk', 0, False, 'prior'), ('topk', 3, True, 'prior'),
-         ('dense', 3, True, 'prior'), ('dense', 3, False, 'skip'),
-         ('topk', 3, True, 'skip')]
+CASES = [('dense', 3, 'prior', 'observe'), ('topk', 3, 'prior', 'observe'),
+         ('topk', 0, 'prior', 'observe'), ('topk', 3, 'prior', 'ranks'),
+         ('dense', 3, 'prior', 'ranks'), ('dense', 3, 'skip', 'observe'),
+         ('topk', 3, 'skip', 'ranks')]
 
 
-@pytest.mark.parametrize('storage,topk,compressed,first_term', CASES)
+@pytest.mark.parametrize('storage,topk,first_term,route', CASES)
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_matches_brute_force_reference(storage: str, topk: int,
-                                       compressed: bool, first_term: str,
+                                       first_term: str, route: str,
                                        seed: int) -> None:
     rng = np.random.default_rng(seed)
     num_instances = int(rng.integers(1, 9))
@@ -219,7 +251,7 @@ def test_matches_brute_force_reference(storage: str, topk: int,
                          None if storage == 'dense' else topk, first_term)
     steps = make_program(rng, num_instances, num_classes,
                          int(rng.integers(1, 6)))
-    run_program(rng, steps, state, ref, compressed)
+    run_program(rng, steps, state, ref, route)
 
 
 @pytest.mark.parametrize('storage', ['dense', 'topk'])

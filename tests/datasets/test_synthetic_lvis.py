@@ -10,8 +10,8 @@ from PIL import Image
 
 from mmdiff.datasets import (ensure_synthetic_lvis, make_synthetic_lvis,
                              synthetic_lvis_metainfo)
-from mmdiff.datasets.synthetic_layout import make_layout
-from mmdiff.datasets.synthetic_lvis import MARKER_FILE, _normalise_params, main
+from mmdiff.datasets.synthetic.layout import make_layout
+from mmdiff.datasets.synthetic.make import MARKER_FILE, _normalise_params, main
 
 # Small enough to make in well under a second.
 TINY = dict(
@@ -198,7 +198,7 @@ def test_hard_variants_are_hollow_lookalikes(tiny):
     shape) and has a hole: its centre shows the background."""
     from PIL import Image
 
-    from mmdiff.datasets.synthetic_spec import class_spec, lookalike_class
+    from mmdiff.datasets.synthetic.spec import class_spec, lookalike_class
     root, summary = tiny
     data = _load(root, 'train')
     files = {img['id']: img['file_name'] for img in data['images']}
@@ -241,8 +241,8 @@ def test_hard_variant_colour_mix_blends_the_two_colours():
     """The mix changes a hard variant's colour only: same geometry, same
     noise, and mix 0.5 is the midpoint of mix 0 (own colour) and mix 1
     (the look-alike's), pixel for pixel up to rounding."""
-    from mmdiff.datasets.synthetic_render import Look, render_image
-    from mmdiff.datasets.synthetic_spec import class_spec, lookalike_class
+    from mmdiff.datasets.synthetic.render import Look, render_image
+    from mmdiff.datasets.synthetic.spec import class_spec, lookalike_class
 
     def draw(mix: float, hard: bool):
         rng = np.random.default_rng(7)

@@ -41,7 +41,8 @@ class FakeDetDataset:
 
 def test_fixed_length_class_aware_sampler():
     dataset = FakeDetDataset()
-    sampler = FixedLengthClassAwareSampler(dataset, seed=3, num_samples=12)
+    sampler = FixedLengthClassAwareSampler(
+        dataset, seed=3, images_per_epoch=12)
     indices = list(sampler)
     assert len(sampler) == len(indices) == 12
     # mmdet cycles the classes: 12 draws of 3 classes = 4 of each.
@@ -50,8 +51,8 @@ def test_fixed_length_class_aware_sampler():
     sampler.set_epoch(1)
     assert len(list(sampler)) == 12
     assert len(FixedLengthClassAwareSampler(dataset, seed=3)) == 30
-    with pytest.raises(ValueError, match='num_samples'):
-        FixedLengthClassAwareSampler(dataset, num_samples=0)
+    with pytest.raises(ValueError, match='images_per_epoch'):
+        FixedLengthClassAwareSampler(dataset, images_per_epoch=0)
 
 
 def test_build_detection_cfg_per_arm(tmp_path):
@@ -93,7 +94,7 @@ def test_build_detection_cfg_per_arm(tmp_path):
     for arm, (kind, scheme, hook) in expected.items():
         cfg = build_detection_cfg(preset, arm, 7, str(tmp_path / arm))
         sampler = cfg.train_dataloader.sampler
-        assert sampler.type == kind and sampler.num_samples == 10
+        assert sampler.type == kind and sampler.images_per_epoch == 10
         assert sampler.get('scheme') == scheme
         assert sampler.get('beta',
                            1.0) == (3.0 if arm.endswith('beta3') else 1.0)

@@ -116,7 +116,7 @@ def test_real_run_difficulty_is_the_reference_of_its_predictions(
         str(tmp_path),
         max_epochs=3,
         **{
-            'train_dataloader.sampler.num_samples': 16,
+            'train_dataloader.sampler.images_per_epoch': 16,
             'train_dataloader.dataset.serialize_data': False,
             'custom_hooks.0.storage': storage,
             'custom_hooks.0.topk': 3,
@@ -197,7 +197,7 @@ def test_resume_draws_the_uninterrupted_indices(synthetic_lvis_root: str,
 
     def run(work_dir: str, max_epochs: int, **kw: Any) -> Runner:
         # Half the images per epoch: which are drawn is what is compared.
-        kw['train_dataloader.sampler.num_samples'] = 16
+        kw['train_dataloader.sampler.images_per_epoch'] = 16
         cfg = tiny_demo_cfg(synthetic_lvis_root, work_dir, max_epochs, **kw)
         cfg.custom_hooks.append(dict(type='RecordIndicesHook'))
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
@@ -243,7 +243,7 @@ def test_the_hook_only_observes_training(synthetic_lvis_root: str,
         cfg = tiny_demo_cfg(
             synthetic_lvis_root, osp.join(str(tmp_path), name), 2, **{
                 'train_dataloader.sampler.scheme': 'uniform',
-                'train_dataloader.sampler.num_samples': 16
+                'train_dataloader.sampler.images_per_epoch': 16
             })
         if not hook:
             cfg.custom_hooks = []
@@ -266,7 +266,7 @@ def test_the_hook_only_observes_training(synthetic_lvis_root: str,
 def test_load_from_starts_fresh(synthetic_lvis_root: str,
                                 tmp_path: Any) -> None:
     cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path), 1,
-                        **{'train_dataloader.sampler.num_samples': 8})
+                        **{'train_dataloader.sampler.images_per_epoch': 8})
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     Runner.from_cfg(cfg).train()
     cfg2 = tiny_demo_cfg(
@@ -340,7 +340,7 @@ def test_nan_probabilities_are_skipped_and_counted(synthetic_lvis_root: str,
             probs=probs,
             num_gts=[(0, int(hook.counts[0])), (1, int(hook.counts[1]))]))
     hook.after_train_epoch(runner)
-    assert hook.nan_rows == 1
+    assert hook.invalid_rows == 1
     d = hook.instance_difficulty()
     assert np.all(np.isfinite(d))
     # The two finite rows reached the state, the NaN one did not.
@@ -382,7 +382,7 @@ def test_resume_with_another_topk_uses_the_checkpoints(
                         lambda msg, **kw: logged.append(msg))
     hook.before_train(runner)
     assert any("storage='topk', topk=3" in msg for msg in logged)
-    assert hook.state.topk == 3 and hook._records.topk == 3
+    assert hook.state.topk == 3 and hook.state.records.topk == 3
     k = hook.state.num_classes
     hook.record_batch(
         dict(
@@ -404,3 +404,97 @@ def hook_objects(runner: Runner) -> int:
 def test_instance_difficulty_before_training_says_what_it_needs() -> None:
     with pytest.raises(RuntimeError, match='before_train'):
         DifficultyHook().instance_difficulty()
+
+
+def _one_epoch_of_records(runner: Runner) -> DifficultyHook:
+    """before_train, one recorded batch, the epoch's end."""
+    hook = _hook(runner)
+    runner.call_hook('before_run')
+    hook.before_train(runner)
+    k = hook.state.num_classes
+    probs = torch.softmax(torch.arange(2 * k, dtype=torch.float32), 0)
+    hook.record_batch(
+        dict(
+            sample_idx=torch.tensor([0, 1]),
+            gt_index=torch.tensor([0, 0]),
+            labels=torch.from_numpy(hook.instance_labels[[0, 1]]),
+            probs=probs.reshape(2, k) / probs.reshape(2, k).sum(1, True),
+            num_gts=[(0, int(hook.counts[0])), (1, int(hook.counts[1]))]))
+    hook.after_train_epoch(runner)
+    return hook
+
+
+@pytest.mark.parametrize('warmup', [0, 1, 2])
+def test_the_dump_records_what_the_next_epoch_draws(synthetic_lvis_root: str,
+                                                    tmp_path: Any,
+                                                    warmup: int) -> None:
+    """At the warm-up boundary the next epoch draws by difficulty, and its
+    dump says so (it once recorded the prior there)."""
+    cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path))
+    cfg.train_dataloader.sampler.update(scheme='paper', warmup_epochs=warmup)
+    cfg.custom_hooks[0].update(dump=True)
+    runner = _build(cfg)
+    hook = _one_epoch_of_records(runner)  # epoch 0 ends; epoch 1 is next
+    sampler = hook.sampler
+    dumped = load_dump(osp.join(runner.work_dir, 'difficulty',
+                                'epoch_1.npz'))['sampling_probs']
+    drawn = np.bincount(
+        hook.index.image_of_index,
+        weights=sampler.probabilities_for(1),
+        minlength=hook.index.num_images)
+    np.testing.assert_allclose(dumped, drawn)
+    by_difficulty = not np.allclose(
+        drawn,
+        np.bincount(
+            hook.index.image_of_index,
+            weights=sampler.prior,
+            minlength=hook.index.num_images))
+    assert by_difficulty == (warmup <= 1)
+
+
+def test_a_newer_checkpoint_format_is_refused(synthetic_lvis_root: str,
+                                              tmp_path: Any) -> None:
+    cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path))
+    runner = _build(cfg)
+    hook = _one_epoch_of_records(runner)
+    checkpoint: Dict[str, Any] = {}
+    hook.before_save_checkpoint(runner, checkpoint)
+    payload = checkpoint[CHECKPOINT_KEY]
+    assert payload['format_version'] == hook_module.FORMAT_VERSION == 1
+    assert payload['state']['format_version'] == 2
+    fresh = _build(tiny_demo_cfg(synthetic_lvis_root, str(tmp_path / 'b')))
+    fresh.call_hook('before_run')
+    fresh.train_loop._iter = 2  # as --resume leaves it
+    newer = dict(payload, format_version=2)
+    _hook(fresh).after_load_checkpoint(fresh, {CHECKPOINT_KEY: newer})
+    with pytest.raises(ValueError, match='format version 2.*up to version 1'):
+        _hook(fresh).before_train(fresh)
+    # the same payload, at its own version, resumes
+    again = _build(tiny_demo_cfg(synthetic_lvis_root, str(tmp_path / 'c')))
+    again.call_hook('before_run')
+    again.train_loop._iter = 2
+    _hook(again).after_load_checkpoint(again, {CHECKPOINT_KEY: payload})
+    _hook(again).before_train(again)
+    assert _hook(again).state.epoch == 1
+
+
+def test_a_malformed_state_is_not_called_another_dataset(
+        synthetic_lvis_root: str, tmp_path: Any) -> None:
+    cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path))
+    runner = _build(cfg)
+    hook = _one_epoch_of_records(runner)
+    checkpoint: Dict[str, Any] = {}
+    hook.before_save_checkpoint(runner, checkpoint)
+    payload = checkpoint[CHECKPOINT_KEY]
+    broken = dict(payload, state=dict(payload['state']))
+    broken['state']['sum_dl'] = torch.zeros(3)  # wrong shape
+    other = dict(payload, state=dict(payload['state'], num_instances=1))
+    for loaded, match in ((broken, 'malformed'), (other, 'another dataset')):
+        fresh = _build(tiny_demo_cfg(synthetic_lvis_root, str(tmp_path / 'b')))
+        fresh.call_hook('before_run')
+        fresh.train_loop._iter = 2
+        _hook(fresh).after_load_checkpoint(fresh, {CHECKPOINT_KEY: loaded})
+        with pytest.raises(ValueError, match=match) as err:
+            _hook(fresh).before_train(fresh)
+        if match == 'malformed':
+            assert 'another dataset' not in str(err.value)

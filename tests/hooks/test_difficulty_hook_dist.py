@@ -83,7 +83,7 @@ class DistRecordHook(Hook):
         np.save(self._path(runner, 'prior.npy'), sampler.prior)
         torch.save(runner.model.module.state_dict(),
                    self._path(runner, 'initial.pth'))
-        gather, records = hook._gather_records, hook._records
+        gather, records = hook._gather_records, hook.state.records
         take = records.take
 
         def recording_take() -> Dict[str, Any]:
@@ -150,7 +150,7 @@ def _train_rank(rank: int, port: int, data_root: str, work_dir: str,
         data_root,
         work_dir,
         max_epochs=EPOCHS,
-        **{'train_dataloader.sampler.num_samples': NUM_SAMPLES})
+        **{'train_dataloader.sampler.images_per_epoch': NUM_SAMPLES})
     cfg.launcher = 'pytorch'
     cfg.env_cfg = dict(
         cudnn_benchmark=False,

@@ -33,12 +33,16 @@ def test_eval_pass_pipeline_loads_annotations_before_resize() -> None:
 def test_bad_unseen_and_first_term_are_refused() -> None:
     with pytest.raises(ValueError, match='unseen must be one of'):
         DifficultyHook(unseen='median')
-    with pytest.raises(ValueError, match="first_term must be 'prior'"):
+    with pytest.raises(
+            ValueError,
+            match=r"first_term must be one of \('prior', 'skip'\)"):
         DifficultyHook(first_term='none')
 
 
 def test_bad_mode_is_refused() -> None:
-    with pytest.raises(ValueError, match="'online' or 'eval_pass'"):
+    with pytest.raises(
+            ValueError,
+            match=r"mode must be one of \('online', 'eval_pass'\)"):
         DifficultyHook(mode='offline')
     with pytest.raises(ValueError, match='eval_pass interval'):
         DifficultyHook(mode='eval_pass', eval_pass=dict(interval=0))

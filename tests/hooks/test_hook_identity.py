@@ -25,7 +25,7 @@ def other_root(tmp_path_factory: Any) -> str:
 
 def _train_one_epoch(cfg: Any) -> Runner:
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    cfg.train_dataloader.sampler['num_samples'] = 24
+    cfg.train_dataloader.sampler['images_per_epoch'] = 24
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner

@@ -231,16 +231,16 @@ def test_bad_difficulty_names_epoch(method, values, match):
     np.testing.assert_array_equal(sampler.probabilities, before)
 
 
-@pytest.mark.parametrize('kwargs, match',
-                         [(dict(scheme='rfs'), "scheme must be one of.*'rfs'"),
-                          (dict(beta=-2), 'beta .* got -2'),
-                          (dict(thr=-1), 'thr .* got -1'),
-                          (dict(temperature=0.0), 'temperature .* got 0.0'),
-                          (dict(floor=2.0), 'floor .* got 2.0'),
-                          (dict(clip=0.1), 'clip .* got 0.1'),
-                          (dict(num_samples=0), 'num_samples .* got 0'),
-                          (dict(warmup_epochs=-1), 'warmup_epochs .* got -1'),
-                          (dict(seed=1.5), 'seed .* got 1.5')])
+@pytest.mark.parametrize(
+    'kwargs, match', [(dict(scheme='rfs'), "scheme must be one of.*'rfs'"),
+                      (dict(beta=-2), 'beta .* got -2'),
+                      (dict(thr=-1), 'thr .* got -1'),
+                      (dict(temperature=0.0), 'temperature .* got 0.0'),
+                      (dict(floor=2.0), 'floor .* got 2.0'),
+                      (dict(clip=0.1), 'clip .* got 0.1'),
+                      (dict(images_per_epoch=0), 'images_per_epoch .* got 0'),
+                      (dict(warmup_epochs=-1), 'warmup_epochs .* got -1'),
+                      (dict(seed=1.5), 'seed .* got 1.5')])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make(**kwargs)
@@ -463,3 +463,14 @@ def test_set_groups():
         sampler.set_groups([0, 1])
     with pytest.raises(ValueError, match='id 3 but only 3 names'):
         sampler.set_groups([3] * 8)
+
+
+def test_num_samples_is_a_deprecated_name_of_images_per_epoch():
+    with pytest.warns(DeprecationWarning, match='images_per_epoch'):
+        old = make(scheme='uniform', num_samples=5)
+    new = make(scheme='uniform', images_per_epoch=5)
+    assert old.images_per_epoch == new.images_per_epoch == 5
+    assert len(old) == len(new) == old.num_samples == 5  # one rank
+    assert list(old) == list(new)
+    with pytest.raises(ValueError, match='images_per_epoch only'):
+        make(scheme='uniform', num_samples=5, images_per_epoch=5)

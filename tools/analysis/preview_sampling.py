@@ -102,7 +102,8 @@ def _sampler_of(cfg: Config) -> Dict[str, Any]:
             key: sampler.get(key, defaults[key])
             for key in WEIGHT_OPTIONS
         }
-        out['num_samples'] = sampler.get('num_samples')
+        out['images_per_epoch'] = sampler.get('images_per_epoch',
+                                              sampler.get('num_samples'))
         out['thr'] = out['configured']['thr']
     out['dataset'] = dataset_cfg
     return out
@@ -195,7 +196,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         index,
         _class_frequency(dataset, index, cfg),
         thr,
-        num_samples=sampling.get('num_samples'),
+        images_per_epoch=sampling.get('images_per_epoch'),
         configured=sampling['configured'],
         difficulty=difficulty,
         config_row=sampling['row'])

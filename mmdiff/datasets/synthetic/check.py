@@ -2,7 +2,7 @@
 written: each error names the parameter and the range it must be in."""
 from typing import Any, Dict
 
-from .synthetic_spec import check_num_classes
+from .spec import check_num_classes
 
 __all__ = ['check_params']
 

@@ -6,8 +6,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from .synthetic_render import Look, render_image
-from .synthetic_spec import SYNTHETIC_LVIS_VERSION, class_spec
+from .render import Look, render_image
+from .spec import SYNTHETIC_LVIS_VERSION, class_spec
 
 __all__ = ['write_split', 'category_records', 'dump_json']
 

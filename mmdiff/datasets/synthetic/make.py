@@ -56,12 +56,12 @@ import shutil
 import tempfile
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from .synthetic_check import check_params
-from .synthetic_layout import make_layout
-from .synthetic_render import Look
-from .synthetic_spec import (SYNTHETIC_LVIS_VERSION, synthetic_lvis_classes,
-                             synthetic_lvis_metainfo)
-from .synthetic_write import category_records, dump_json, write_split
+from .check import check_params
+from .layout import make_layout
+from .render import Look
+from .spec import (SYNTHETIC_LVIS_VERSION, synthetic_lvis_classes,
+                   synthetic_lvis_metainfo)
+from .write import category_records, dump_json, write_split
 
 __all__ = [
     'make_synthetic_lvis', 'ensure_synthetic_lvis', 'synthetic_lvis_metainfo',

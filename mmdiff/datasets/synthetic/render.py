@@ -4,8 +4,7 @@ from typing import Any, Dict, List, NamedTuple, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .synthetic_spec import (class_spec, lookalike_class, polygon_area,
-                             unit_polygon)
+from .spec import class_spec, lookalike_class, polygon_area, unit_polygon
 
 __all__ = ['render_image', 'Look']
 

@@ -10,7 +10,7 @@ from mmdet.datasets import LVISV1Dataset
 from mmdet.registry import DATASETS
 from mmengine.dist import barrier, get_dist_info
 
-from .synthetic_lvis import ensure_synthetic_lvis
+from .make import ensure_synthetic_lvis
 
 __all__ = ['SyntheticLVISV1Dataset']
 
