@@ -1,11 +1,6 @@
+"""Reading a head's class probabilities during training (captures)."""
 from mmdiff.datasets.sample_idx import SampleIdxMissingError
-from .probability_capture import (ClsHeadCapture, ProbabilityCapture,
-                                  RoIHeadCapture, UnsupportedModelError,
-                                  build_capture, register_capture,
-                                  supported_heads)
+from . import probability_capture
+from .probability_capture import *  # noqa: F401,F403
 
-__all__ = [
-    'ProbabilityCapture', 'RoIHeadCapture', 'ClsHeadCapture', 'build_capture',
-    'register_capture', 'supported_heads', 'SampleIdxMissingError',
-    'UnsupportedModelError'
-]
+__all__ = [*probability_capture.__all__, 'SampleIdxMissingError']

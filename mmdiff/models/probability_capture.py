@@ -77,9 +77,24 @@ class ProbabilityCapture:
     Register it with :func:`register_capture`.
     """
 
-    def __init__(self, sink: Callable[[Batch], None]) -> None:
+    def __init__(self,
+                 head: torch.nn.Module,
+                 sink: Callable[[Batch], None],
+                 stage: int = -1,
+                 attach: bool = True) -> None:
         self.sink = sink
         self._patched: List[tuple] = []
+        self._setup(head, stage)
+        if attach:
+            self._attach()
+
+    def _setup(self, head: torch.nn.Module, stage: int) -> None:
+        """Check the head and keep what the capture reads from it."""
+        raise NotImplementedError
+
+    def _attach(self) -> None:
+        """Wrap the head's training methods (with :meth:`_patch`)."""
+        raise NotImplementedError
 
     def _patch(self, module: torch.nn.Module, name: str,
                wrapper: Callable) -> None:
@@ -143,12 +158,7 @@ class RoIHeadCapture(ProbabilityCapture):
             Defaults to True.
     """
 
-    def __init__(self,
-                 roi_head: torch.nn.Module,
-                 sink: Callable[[Batch], None],
-                 stage: int = -1,
-                 attach: bool = True) -> None:
-        super().__init__(sink)
+    def _setup(self, roi_head: torch.nn.Module, stage: int) -> None:
         from mmdet.models.roi_heads import CascadeRoIHead
         self.cascade = isinstance(roi_head, CascadeRoIHead)
         self.roi_head = roi_head
@@ -179,9 +189,6 @@ class RoIHeadCapture(ProbabilityCapture):
             self.stage = 0
             self.bbox_head = roi_head.bbox_head
         self._samples: Optional[Sequence[Any]] = None
-        if attach:
-            self._check_gt_proposals()
-            self._attach()
 
     @classmethod
     def _unsupported(cls, roi_head: Any, why: str) -> UnsupportedModelError:
@@ -210,6 +217,7 @@ class RoIHeadCapture(ProbabilityCapture):
             'proposals.')
 
     def _attach(self) -> None:
+        self._check_gt_proposals()
         roi_head = self.roi_head
         loss, bbox_loss = roi_head.loss, roi_head.bbox_loss
 
@@ -309,12 +317,7 @@ class ClsHeadCapture(ProbabilityCapture):
         attach (bool, optional): Wrap ``_get_loss`` now. Defaults to True.
     """
 
-    def __init__(self,
-                 head: torch.nn.Module,
-                 sink: Callable[[Batch], None],
-                 stage: int = -1,
-                 attach: bool = True) -> None:
-        super().__init__(sink)
+    def _setup(self, head: torch.nn.Module, stage: int) -> None:
         if not callable(getattr(head, '_get_loss', None)):
             raise UnsupportedModelError(
                 f'DifficultyHook cannot capture probabilities from '
@@ -322,8 +325,6 @@ class ClsHeadCapture(ProbabilityCapture):
                 '`_get_loss(cls_score, data_samples)` as in mmpretrain\'s '
                 'ClsHead (mmdiff.classification heads have it).')
         self.head = head
-        if attach:
-            self._attach()
 
     @property
     def num_classes(self) -> int:
