@@ -62,7 +62,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mmdiff.hooks import DifficultyHook  # noqa: E402
-from mmdiff.models.probability_capture import build_capture  # noqa: E402
+from mmdiff.models import build_capture  # noqa: E402
 from mmdiff.samplers import DifficultyClassAwareSampler  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -195,17 +195,10 @@ def record_columns(labels: torch.Tensor, true_prob: torch.Tensor,
                    dtype: torch.dtype) -> Tuple[torch.Tensor, ...]:
     """A top-k record as class-major columns for :func:`split_columns`.
 
-    Args:
-        labels, true_prob, rest (torch.Tensor): (n,) the record's label,
-            its probability and the unstored mass.
-        top_idx, top_prob (torch.Tensor): (k, n) class-major stored classes
-            and their probabilities.
-        num_classes (int): K.
-        dtype (torch.dtype): Compute dtype of the probabilities.
-
-    Returns:
-        tuple: (k + 1, n) classes and probabilities, row 0 the label's, and
-        the (n,) probability each unstored class stands for.
+    ``labels``, ``true_prob``, ``rest``: (n,); ``top_idx``, ``top_prob``:
+    (k, n) class-major. Returns (k + 1, n) classes and probabilities in
+    ``dtype``, row 0 the label's, and the (n,) probability each unstored
+    class stands for.
     """
     idx = torch.cat([labels.to(top_idx.dtype).unsqueeze(0), top_idx])
     prob = torch.cat([true_prob.to(dtype).unsqueeze(0), top_prob.to(dtype)])

@@ -10,44 +10,39 @@ unlearning term per instance, instance difficulty is aggregated per image
 and handed to the sampler for the next epoch. The state and the sampler
 are saved in checkpoints under one key (:data:`CHECKPOINT_KEY`).
 """
-import logging
-import warnings
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_dist_info, is_main_process
 from mmengine.hooks import Hook
-from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from mmdiff.analysis.dump import write_epoch, write_index
 from mmdiff.core import (FIRST_TERMS, LVIS_FREQUENCY_GROUPS, REDUCTIONS,
                          STORAGES, UNSEEN_POLICIES, DifficultyState,
-                         SnapshotMismatch, check_choice, fill_unseen,
-                         frequency_of_counts, image_difficulty, image_groups,
-                         instance_offsets, instance_to_image, object_ids)
+                         check_choice, fill_unseen, frequency_of_counts,
+                         image_difficulty, image_groups, instance_offsets,
+                         instance_to_image, object_ids)
 from mmdiff.core.records import merge_parts, select_rows
 from mmdiff.datasets.sample_idx import check_pipeline_keeps_sample_idx
-from mmdiff.models.probability_capture import build_capture
+from mmdiff.models import build_capture
 from mmdiff.samplers import DifficultyClassAwareSampler
+from .checkpoint import CHECKPOINT_KEY, FORMAT_VERSION, DifficultyCheckpoint
 from .epoch_log import dump_dir, epoch_scalars, log_epoch
 from .eval_pass import build_eval_pass_loader, eval_pass_options, run_eval_pass
 from .runner_checks import check_epoch_based, find_sampler
 
-__all__ = ['DifficultyHook', 'CHECKPOINT_KEY']
+__all__ = ['DifficultyHook', 'CHECKPOINT_KEY', 'FORMAT_VERSION', 'MODES']
 
-CHECKPOINT_KEY = 'mmdiff_difficulty'
-#: The version of the hook's checkpoint payload; a newer one is refused.
-FORMAT_VERSION = 1
 #: Where the predictions come from: the training steps themselves, or an
 #: extra eval-mode pass every ``eval_pass['interval']`` epochs.
 MODES = ('online', 'eval_pass')
 
 
 @HOOKS.register_module()
-class DifficultyHook(Hook):
+class DifficultyHook(DifficultyCheckpoint, Hook):
     """Re-balance training by instance difficulty (Yu et al., CVPR 2022).
 
     Args:
@@ -341,80 +336,3 @@ class DifficultyHook(Hook):
                 self.index.image_of_index,
                 weights=self.sampler.probabilities_for(runner.epoch + 1),
                 minlength=self.index.num_images))
-
-    @property
-    def nan_rows(self) -> int:
-        """Deprecated name of :attr:`invalid_rows`."""
-        warnings.warn(
-            'DifficultyHook.nan_rows is deprecated; use invalid_rows',
-            DeprecationWarning,
-            stacklevel=2)
-        return self.invalid_rows
-
-    # ------------------------------------------------------------------
-    # checkpoints
-    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        if self.state is None:
-            return
-        checkpoint[CHECKPOINT_KEY] = dict(
-            format_version=FORMAT_VERSION,
-            state=self.state.state_dict(),
-            sampler=self.sampler.state_dict(),
-            invalid_rows=self.invalid_rows)
-
-    def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        # Runs before the runner restores its epoch, for --resume as well
-        # as load_from and testing: keep it until before_train decides.
-        self._loaded = checkpoint.get(CHECKPOINT_KEY)
-        if self._loaded is None:
-            print_log(
-                'DifficultyHook: the checkpoint has no difficulty state '
-                f'({CHECKPOINT_KEY!r}); training starts a fresh one.',
-                logger='current',
-                level=logging.WARNING)
-
-    def _restore(self, runner: Any) -> None:
-        loaded, self._loaded = self._loaded, None
-        if loaded is None:
-            return
-        if runner.iter == 0:
-            runner.logger.info(
-                'DifficultyHook: weights loaded with load_from (no resume): '
-                'starting a fresh difficulty state and prior sampling.')
-            return
-        version = loaded.get('format_version', 1)
-        if type(version) is not int or version > FORMAT_VERSION:
-            raise ValueError(
-                f'Cannot resume the difficulty state: the checkpoint\'s '
-                f'{CHECKPOINT_KEY!r} has format version {version!r}, this '
-                f'mmdiff reads up to version {FORMAT_VERSION}; update mmdiff '
-                'or resume with the version that wrote it.')
-        try:
-            # The state (framework-free) warns with `warnings`; the hook
-            # says it the mmengine way, as the sampler does.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter('always')
-                self.state.load_state_dict(loaded['state'])
-            for warning in caught:
-                print_log(
-                    f'DifficultyHook: {warning.message}',
-                    logger='current',
-                    level=logging.WARNING)
-            self.sampler.load_state_dict(loaded['sampler'])
-        except SnapshotMismatch as err:
-            raise ValueError(
-                f'Cannot resume the difficulty state: {err}. The checkpoint '
-                'was trained on another dataset; resume it with the config '
-                'it was trained with, or fine-tune with load_from instead '
-                'of --resume.') from err
-        except ValueError as err:
-            raise ValueError(
-                f'Cannot resume the difficulty state: the checkpoint\'s '
-                f'{CHECKPOINT_KEY!r} is malformed ({err}); resume from '
-                'another checkpoint, or fine-tune with load_from.') from err
-        # 'nan_rows': the name of the count before format version 1
-        self.invalid_rows = int(
-            loaded.get('invalid_rows', loaded.get('nan_rows', 0)))
-        runner.logger.info(
-            f'DifficultyHook: resumed the difficulty state of epoch '
-            f'{self.state.epoch}.')

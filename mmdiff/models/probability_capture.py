@@ -25,13 +25,12 @@ device; nothing here synchronises with the host except reading Python-side
 metadata.
 
 Extension point: a capture is a subclass of :class:`ProbabilityCapture`
-registered for the head classes it reads (:func:`register_capture`);
-:func:`build_capture` looks the model's ``roi_head`` / ``head`` up by its
-class (and its bases) in that registry. :func:`supported_heads` lists what
-is registered, for messages and docs.
+registered for the head classes it reads (``register_capture``, in
+:mod:`mmdiff.models.capture_registry`, with ``build_capture`` and
+``supported_heads``).
 """
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Sequence, Type
+from typing import Any, Callable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +40,7 @@ from mmdiff.datasets.sample_idx import sample_idx_of
 
 __all__ = [
     'UnsupportedModelError', 'Batch', 'ProbabilityCapture', 'RoIHeadCapture',
-    'ClsHeadCapture', 'build_capture', 'register_capture', 'supported_heads'
+    'ClsHeadCapture'
 ]
 
 # What a capture hands to its sink for one training step. Tensors are on
@@ -118,34 +117,6 @@ class ProbabilityCapture:
         raise NotImplementedError
 
 
-#: head class -> the capture that reads it (see register_capture)
-_CAPTURES: Dict[type, Type[ProbabilityCapture]] = {}
-
-
-def register_capture(*head_types: type) -> Callable[[type], type]:
-    """Class decorator: the capture reads heads of ``head_types`` (and of
-    their subclasses, unless a subclass has its own)."""
-
-    def register(cls: type) -> type:
-        for head_type in head_types:
-            _CAPTURES[head_type] = cls
-        return cls
-
-    return register
-
-
-def supported_heads() -> List[str]:
-    """Names of the head classes a capture is registered for."""
-    return [t.__name__ for t in _CAPTURES]
-
-
-def _capture_for(head: Any) -> Optional[Type[ProbabilityCapture]]:
-    for klass in type(head).__mro__:
-        if klass in _CAPTURES:
-            return _CAPTURES[klass]
-    return None
-
-
 class RoIHeadCapture(ProbabilityCapture):
     """GT-RoI probabilities of a StandardRoIHead / CascadeRoIHead.
 
@@ -192,6 +163,7 @@ class RoIHeadCapture(ProbabilityCapture):
 
     @classmethod
     def _unsupported(cls, roi_head: Any, why: str) -> UnsupportedModelError:
+        from .capture_registry import supported_heads
         return UnsupportedModelError(
             f'DifficultyHook cannot capture RoI probabilities from '
             f'{type(roi_head).__name__}: {why}. Supported heads are '
@@ -360,46 +332,3 @@ class ClsHeadCapture(ProbabilityCapture):
         data = model.data_preprocessor(data, False)
         cls_score = self.head(model.extract_feat(data['inputs']))
         self._capture(cls_score, data['data_samples'])
-
-
-def build_capture(model: torch.nn.Module,
-                  sink: Callable[[Batch], None],
-                  stage: int = -1,
-                  attach: bool = True) -> ProbabilityCapture:
-    """The registered capture of a (de-wrapped) model's head.
-
-    The model's ``roi_head`` (detectors), else its ``head`` (classifiers),
-    is looked up by class in the registry (:func:`register_capture`).
-    ``attach=False`` installs no wrapper: the eval-pass mode only calls the
-    capture's ``predict_gt``.
-
-    Raises:
-        UnsupportedModelError: names the supported heads.
-    """
-    for attr in ('roi_head', 'head'):
-        head = getattr(model, attr, None)
-        capture = _capture_for(head) if head is not None else None
-        if capture is not None:
-            return capture(head, sink, stage=stage, attach=attach)
-    heads = {
-        attr: type(getattr(model, attr)).__name__
-        for attr in ('roi_head', 'head') if getattr(model, attr, None)
-    }
-    raise UnsupportedModelError(
-        f'DifficultyHook does not support {type(model).__name__} '
-        f'(heads: {heads or "none"}): it reads the probabilities of a '
-        f'registered head: {", ".join(supported_heads())} or a subclass '
-        '(detectors: model.roi_head; classifiers: model.head). A new head '
-        'is a ProbabilityCapture subclass registered with '
-        'mmdiff.models.register_capture (docs/design.md).')
-
-
-def _register_defaults() -> None:
-    from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
-
-    from mmdiff.classification.heads import ClsHead
-    register_capture(StandardRoIHead, CascadeRoIHead)(RoIHeadCapture)
-    register_capture(ClsHead)(ClsHeadCapture)
-
-
-_register_defaults()

@@ -272,52 +272,61 @@ def torch_names(meter: Meter) -> Dict[str, Any]:
             torch._utils.set_tensor_metadata(tensor, metadata)
         return tensor
 
-    def rebuild_parameter(data: Any, requires_grad: Any,
-                          hooks: Any) -> torch.nn.Parameter:
-        if type(data) is not torch.Tensor or \
-                type(requires_grad) is not bool or \
-                type(hooks) is not OrderedDict or hooks:
-            raise refuse('a parameter rebuilt with arguments torch never '
-                         'writes')
-        return torch.nn.Parameter(data, requires_grad)
-
-    def ordered_dict(*args: Any) -> OrderedDict:
-        if args:
-            raise refuse('OrderedDict is called with arguments')
-        return OrderedDict()
-
-    def make_set(kind: type) -> Callable[..., Any]:
-
-        def build(items: Any = ()) -> Any:
-            if type(items) is not list:
-                raise refuse(f'{kind.__name__}() is called with arguments '
-                             'pickle never writes')
-            check_keys(items)
-            return kind(items)
-
-        return build
-
-    def counter(counts: Any = None) -> Counter:
-        """mmengine's MultiStepLR keeps its milestones in a Counter."""
-        if counts is None:
-            return Counter()
-        if type(counts) is not dict or not all(
-                type(v) is int for v in counts.values()):
-            raise refuse('Counter() is called with arguments pickle never '
-                         'writes')
-        check_keys(counts)
-        return Counter(counts)
-
     names: Dict[str, Any] = dict(_storage_types())
     names.update({
         'torch._utils._rebuild_tensor_v2': rebuild_tensor,
-        'torch._utils._rebuild_parameter': rebuild_parameter,
-        'collections.OrderedDict': ordered_dict,
-        'collections.Counter': counter,
-        'builtins.set': make_set(set),
-        'builtins.frozenset': make_set(frozenset),
+        'torch._utils._rebuild_parameter': _rebuild_parameter,
+        'collections.OrderedDict': _ordered_dict,
+        'collections.Counter': _counter,
+        'builtins.set': _SET,
+        'builtins.frozenset': _FROZENSET,
     })
     return names
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any,
+                       hooks: Any) -> torch.nn.Parameter:
+    if type(data) is not torch.Tensor or \
+            type(requires_grad) is not bool or \
+            type(hooks) is not OrderedDict or hooks:
+        raise refuse('a parameter rebuilt with arguments torch never '
+                     'writes')
+    return torch.nn.Parameter(data, requires_grad)
+
+
+def _ordered_dict(*args: Any) -> OrderedDict:
+    if args:
+        raise refuse('OrderedDict is called with arguments')
+    return OrderedDict()
+
+
+def _make_set(kind: type) -> Callable[..., Any]:
+
+    def build(items: Any = ()) -> Any:
+        if type(items) is not list:
+            raise refuse(f'{kind.__name__}() is called with arguments '
+                         'pickle never writes')
+        check_keys(items)
+        return kind(items)
+
+    return build
+
+
+def _counter(counts: Any = None) -> Counter:
+    """mmengine's MultiStepLR keeps its milestones in a Counter."""
+    if counts is None:
+        return Counter()
+    if type(counts) is not dict or not all(
+            type(v) is int for v in counts.values()):
+        raise refuse('Counter() is called with arguments pickle never '
+                     'writes')
+    check_keys(counts)
+    return Counter(counts)
+
+
+# one stand-in each, made once (REDUCE finds a stand-in by identity)
+_SET = _make_set(set)
+_FROZENSET = _make_set(frozenset)
 
 
 def _tensor_flags(metadata: Any) -> bool:

@@ -14,6 +14,7 @@ from mmdiff.analysis.dump import load_dump
 from mmdiff.core import DifficultyState
 from mmdiff.core.records import EpochRecords
 from mmdiff.hooks import CHECKPOINT_KEY, DifficultyHook
+from mmdiff.hooks import checkpoint as checkpoint_module
 from mmdiff.hooks import difficulty_hook as hook_module
 from mmdiff.models import SampleIdxMissingError, UnsupportedModelError
 from mmdiff.samplers import DifficultyClassAwareSampler
@@ -378,7 +379,7 @@ def test_resume_with_another_topk_uses_the_checkpoints(
     runner.call_hook('before_run')
     runner.train_loop._iter = 16  # as --resume leaves it
     logged: List[str] = []
-    monkeypatch.setattr(hook_module, 'print_log',
+    monkeypatch.setattr(checkpoint_module, 'print_log',
                         lambda msg, **kw: logged.append(msg))
     hook.before_train(runner)
     assert any("storage='topk', topk=3" in msg for msg in logged)

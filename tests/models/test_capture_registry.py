@@ -10,8 +10,8 @@ from torch import nn
 
 from mmdiff.classification.data_sample import ClsDataSample
 from mmdiff.models import (ClsHeadCapture, UnsupportedModelError,
-                           build_capture, probability_capture,
-                           register_capture, supported_heads)
+                           build_capture, capture_registry, register_capture,
+                           supported_heads)
 
 README = (Path(__file__).resolve().parents[2] / 'README.md').read_text()
 
@@ -54,7 +54,7 @@ def toy_capture() -> Any:
     try:
         yield ToyCapture
     finally:
-        probability_capture._CAPTURES.pop(ToyHead)
+        capture_registry._CAPTURES.pop(ToyHead)
 
 
 def test_a_registered_toy_head_trains_a_captured_step(
