@@ -24,6 +24,9 @@ _INT_KEY_LIMIT = 2**61 - 1
 # memo), and per value added to one.
 CONTAINER_OVERHEAD = 160
 ITEM_BYTES = 16
+# Values that are neither pending nor markers (most of a checkpoint).
+_PLAIN_TYPES = frozenset((int, float, str, bytes, bool, type(None), tuple,
+                          list, dict, OrderedDict))
 # Names resolve to these; they are arguments of stand-ins, never data.
 _CALLABLE_KINDS = (types.FunctionType, types.BuiltinFunctionType, type)
 _SALTED = (str, bytes)  # hashed with the per-process salt
@@ -145,11 +148,17 @@ class ContainerOps:
         info, inside, tainted = self._info, self._inside, self._tainted
         deepest, size, marked = 0, len(items), False
         for i, item in enumerate(items):
-            if isinstance(item, Pending):
-                item = items[i] = item.result()
-            if is_marker(item) or id(item) in tainted:
+            if type(item) not in _PLAIN_TYPES:  # the rare kinds, checked
+                if isinstance(item, Pending):
+                    item = items[i] = item.result()
+                if is_marker(item):
+                    if not into_tuple:
+                        raise refuse(
+                            f'the file puts {_what(item)} in its data')
+                    marked = True
+            if id(item) in tainted:
                 if not into_tuple:
-                    raise refuse(f'the file puts {_what(item)} in its data')
+                    raise refuse('the file puts a marker in its data')
                 marked = True
             known = info.get(id(item))
             if known is not None:
