@@ -257,9 +257,10 @@ PAYLOADS: Dict[str, Callable[[], bytes]] = {
     'storage_type_marker':
     lambda: PROTO + glob('torch', 'FloatStorage') + STOP,
     'empty_view_far_offset':
-    lambda: (PROTO + glob('torch._utils', '_rebuild_tensor_v2') + b'(' +
-             storage_pid('0', 1) + long(2**62 - 1) + b'K\x00\x85K\x01\x85'
-             b'\x89' + empty_hooks() + b'tR' + STOP),
+    lambda:
+    (PROTO + glob('torch._utils', '_rebuild_tensor_v2') + b'(' + storage_pid(
+        '0', 1) + long(2**62 - 1) + b'K\x00\x85K\x01\x85'
+     b'\x89' + empty_hooks() + b'tR' + STOP),
 }
 # what each is refused for: 'unsafe', or the budget named in the message
 EXPECTED = {

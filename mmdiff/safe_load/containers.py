@@ -25,8 +25,8 @@ _INT_KEY_LIMIT = 2**61 - 1
 CONTAINER_OVERHEAD = 160
 ITEM_BYTES = 16
 # Values that are neither pending nor markers (most of a checkpoint).
-_PLAIN_TYPES = frozenset((int, float, str, bytes, bool, type(None), tuple,
-                          list, dict, OrderedDict))
+_PLAIN_TYPES = frozenset(
+    (int, float, str, bytes, bool, type(None), tuple, list, dict, OrderedDict))
 # Names resolve to these; they are arguments of stand-ins, never data.
 _CALLABLE_KINDS = (types.FunctionType, types.BuiltinFunctionType, type)
 _SALTED = (str, bytes)  # hashed with the per-process salt
