@@ -453,48 +453,48 @@ def test_the_dump_records_what_the_next_epoch_draws(synthetic_lvis_root: str,
     assert by_difficulty == (warmup <= 1)
 
 
-def test_a_newer_checkpoint_format_is_refused(synthetic_lvis_root: str,
-                                              tmp_path: Any) -> None:
-    cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path))
-    runner = _build(cfg)
+def _saved_payload(root: str, work_dir: str) -> Dict[str, Any]:
+    """The hook's checkpoint payload after one epoch of records."""
+    runner = _build(tiny_demo_cfg(root, work_dir))
     hook = _one_epoch_of_records(runner)
     checkpoint: Dict[str, Any] = {}
     hook.before_save_checkpoint(runner, checkpoint)
-    payload = checkpoint[CHECKPOINT_KEY]
+    return checkpoint[CHECKPOINT_KEY]
+
+
+def _resuming(root: str, work_dir: str, payload: Any) -> Runner:
+    """A fresh runner as --resume leaves it, the payload loaded."""
+    runner = _build(tiny_demo_cfg(root, work_dir))
+    runner.call_hook('before_run')
+    runner.train_loop._iter = 2
+    _hook(runner).after_load_checkpoint(runner, {CHECKPOINT_KEY: payload})
+    return runner
+
+
+def test_a_newer_checkpoint_format_is_refused(synthetic_lvis_root: str,
+                                              tmp_path: Any) -> None:
+    payload = _saved_payload(synthetic_lvis_root, str(tmp_path))
     assert payload['format_version'] == hook_module.FORMAT_VERSION == 1
     assert payload['state']['format_version'] == 2
-    fresh = _build(tiny_demo_cfg(synthetic_lvis_root, str(tmp_path / 'b')))
-    fresh.call_hook('before_run')
-    fresh.train_loop._iter = 2  # as --resume leaves it
     newer = dict(payload, format_version=2)
-    _hook(fresh).after_load_checkpoint(fresh, {CHECKPOINT_KEY: newer})
+    fresh = _resuming(synthetic_lvis_root, str(tmp_path / 'b'), newer)
     with pytest.raises(ValueError, match='format version 2.*up to version 1'):
         _hook(fresh).before_train(fresh)
     # the same payload, at its own version, resumes
-    again = _build(tiny_demo_cfg(synthetic_lvis_root, str(tmp_path / 'c')))
-    again.call_hook('before_run')
-    again.train_loop._iter = 2
-    _hook(again).after_load_checkpoint(again, {CHECKPOINT_KEY: payload})
+    again = _resuming(synthetic_lvis_root, str(tmp_path / 'c'), payload)
     _hook(again).before_train(again)
     assert _hook(again).state.epoch == 1
 
 
 def test_a_malformed_state_is_not_called_another_dataset(
         synthetic_lvis_root: str, tmp_path: Any) -> None:
-    cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path))
-    runner = _build(cfg)
-    hook = _one_epoch_of_records(runner)
-    checkpoint: Dict[str, Any] = {}
-    hook.before_save_checkpoint(runner, checkpoint)
-    payload = checkpoint[CHECKPOINT_KEY]
+    payload = _saved_payload(synthetic_lvis_root, str(tmp_path))
     broken = dict(payload, state=dict(payload['state']))
     broken['state']['sum_dl'] = torch.zeros(3)  # wrong shape
     other = dict(payload, state=dict(payload['state'], num_instances=1))
-    for loaded, match in ((broken, 'malformed'), (other, 'another dataset')):
-        fresh = _build(tiny_demo_cfg(synthetic_lvis_root, str(tmp_path / 'b')))
-        fresh.call_hook('before_run')
-        fresh.train_loop._iter = 2
-        _hook(fresh).after_load_checkpoint(fresh, {CHECKPOINT_KEY: loaded})
+    cases = ((broken, 'malformed'), (other, 'another dataset'))
+    for i, (loaded, match) in enumerate(cases):
+        fresh = _resuming(synthetic_lvis_root, str(tmp_path / f'r{i}'), loaded)
         with pytest.raises(ValueError, match=match) as err:
             _hook(fresh).before_train(fresh)
         if match == 'malformed':
