@@ -25,7 +25,6 @@ from .storage import DenseStorage, TopkStorage
 __all__ = ['EpochRecords', 'merge_parts', 'select_rows', 'last_rows']
 
 Part = Dict[str, object]
-_ROW_KEYS = ('ids', 'labels', 'step')
 
 
 class EpochRecords:
@@ -212,8 +211,3 @@ def last_rows(ids: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     # A stable sort keeps equal ids in row order: take each run's end.
     ends = np.flatnonzero(np.append(ordered[1:] != ordered[:-1], True))
     return ordered[ends], order[ends]
-
-
-def payload_keys(part: Part) -> List[str]:
-    """The storage's payload arrays of a part (not ids, labels, step)."""
-    return [k for k in part if k not in (*_ROW_KEYS, 'num', 'invalid')]

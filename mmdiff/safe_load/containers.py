@@ -118,8 +118,8 @@ class ContainerOps:
             raise refuse(f'the file hands back {_what(obj)} as data')
         return obj
 
-    def _made(self, obj: Any, depth: int, size: int) -> Any:
-        """Record a new container: its depth, size and memory."""
+    def _check_shape(self, depth: int, size: int) -> None:
+        """A container's depth and tree size against the budget."""
         budget = self.meter.budget
         if depth > budget.max_depth:
             raise over_budget('max_depth', budget.max_depth,
@@ -128,6 +128,10 @@ class ContainerOps:
             raise over_budget(
                 'max_objects', budget.max_objects,
                 f'a container holds {size} values counted as a tree')
+
+    def _made(self, obj: Any, depth: int, size: int) -> Any:
+        """Record a new container: its depth, size and memory."""
+        self._check_shape(depth, size)
         self.meter.charge_bytes(
             sys.getsizeof(obj) + CONTAINER_OVERHEAD,
             f'a {type(obj).__name__} of {size} values')
@@ -184,14 +188,7 @@ class ContainerOps:
         known = self._info[id(target)]
         known[0] = max(known[0], deepest + 1)
         known[1] += size
-        budget = self.meter.budget
-        if known[0] > budget.max_depth:
-            raise over_budget('max_depth', budget.max_depth,
-                              f'containers nest {known[0]} levels deep')
-        if known[1] > budget.max_objects:
-            raise over_budget(
-                'max_objects', budget.max_objects,
-                f'a container holds {known[1]} values counted as a tree')
+        self._check_shape(*known)
         self.meter.charge_bytes(ITEM_BYTES * size, f'{size} more values')
 
     def load_empty_list(self) -> None:

@@ -30,7 +30,7 @@ Every byte a stand-in makes is charged to the load's budget
 its own load.
 """
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import numpy as np
 from mmengine.logging.history_buffer import HistoryBuffer
@@ -282,9 +282,8 @@ def history_buffer_names() -> Dict[str, Any]:
     }
 
 
-def stand_in_names(meter: Optional[Meter] = None) -> Dict[str, Any]:
-    """Every name resolved to a stand-in (checkpoints)."""
-    from .budget import LoadBudget
-    names = numpy_names(meter or Meter(LoadBudget(), 0))
+def stand_in_names(meter: Meter) -> Dict[str, Any]:
+    """Every name resolved to a stand-in (checkpoints), charging ``meter``."""
+    names = numpy_names(meter)
     names.update(history_buffer_names())
     return names

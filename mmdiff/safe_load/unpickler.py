@@ -40,6 +40,8 @@ _MAX_MEMO_INDEX = 2**32
 # Memory charged per opcode: the value it makes (a number, a short string)
 # and its place on the stack or in the memo.
 OPCODE_BYTES = 96
+# What a stand-in's call may return that holds other values.
+_CALL_CONTAINERS = (list, dict, set, frozenset, OrderedDict, Counter)
 # The data opcodes Python's unpickler runs unchanged.
 _PLAIN_OPCODES = ('PROTO', 'FRAME', 'STOP', 'MARK', 'POP', 'POP_MARK', 'DUP',
                   'NONE', 'NEWTRUE', 'NEWFALSE', 'INT', 'BININT', 'BININT1',
@@ -173,14 +175,17 @@ class DataUnpickler(ContainerOps,
     def _record(self, obj: Any) -> Any:
         """A container a call made joins the bookkeeping (and its memory
         and size are charged: a file may call it many times)."""
-        if type(obj) in (list, dict, set, frozenset, OrderedDict, Counter) \
-                or type(obj) in self.rules.user_types:
-            values = list(obj.values()) if isinstance(
-                obj,
-                dict) else list(obj) if isinstance(obj, (list, set,
-                                                         frozenset)) else []
-            deepest, size, _ = self._adopt(values)
-            self._made(obj, deepest + 1, size)
+        kind = type(obj)
+        if kind not in _CALL_CONTAINERS and kind not in self.rules.user_types:
+            return obj
+        if isinstance(obj, dict):
+            values = list(obj.values())
+        elif isinstance(obj, (list, set, frozenset)):
+            values = list(obj)
+        else:  # a user type's instance: its state comes with BUILD
+            values = []
+        deepest, size, _ = self._adopt(values)
+        self._made(obj, deepest + 1, size)
         return obj
 
     def load_reduce(self) -> None:
