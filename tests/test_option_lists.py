@@ -6,8 +6,8 @@ from typing import List
 
 import pytest
 
-from mmdiff.core import (FIRST_TERMS, REDUCTIONS, SCHEMES, STORAGES,
-                         UNSEEN_POLICIES)
+from mmdiff.core import (FIRST_TERMS, NORMALIZATIONS, REDUCTIONS, SCHEMES,
+                         STORAGES, UNSEEN_POLICIES)
 from mmdiff.hooks.difficulty_hook import MODES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +66,7 @@ def _readme_row(option: str) -> str:
     ('unseen', UNSEEN_POLICIES),
     ('first_term', FIRST_TERMS),
     ('mode', MODES),
+    ('normalize', NORMALIZATIONS),
 ])
 def test_readme_options_name_exactly_the_choices(option: str,
                                                  choices: tuple) -> None:

@@ -24,7 +24,6 @@ figures only, and the conclusions in docs/results.md are written by people
 outside the blocks.
 """
 import argparse
-import json
 import os
 import os.path as osp
 import platform
@@ -33,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -66,8 +65,12 @@ class SectionContext:
             ``<!-- results: NAME begin/end -->`` block.
         from_results (bool): ``--from-results``: render the tables and
             figures from the results a section saved, without running.
-        provenance (tuple, optional): Set by a section rendered from saved
-            results: (start of that run, its seconds, its command).
+        arms (tuple[str], optional): ``--arms``: train only these of a
+            detection section's arms (the others recorded stay in its
+            tables). Defaults to None (all).
+        provenance (tuple, optional): Set by a section whose runs are
+            recorded (and may have run over several sessions): (its first
+            start, its seconds in all, its command).
     """
     quick: bool
     num_seeds: Optional[int]
@@ -76,6 +79,7 @@ class SectionContext:
     jobs: int = 1
     readme: Dict[str, str] = field(default_factory=dict)
     from_results: bool = False
+    arms: Optional[Tuple[str, ...]] = None
     provenance: Optional[Tuple[datetime, float, str]] = None
 
 
@@ -119,27 +123,117 @@ def run_tabular_section(ctx: SectionContext) -> str:
                           ctx.fig_rel)
 
 
+#: The committed numbers behind the detection tables (full runs); quick
+#: runs keep theirs in the work dir.
+DETECTION_RESULTS = osp.join(REPO_ROOT, 'docs', 'results', 'detection.json')
+DETECTION_WORK = osp.join(REPO_ROOT, 'work_dirs', 'evidence', 'detection')
+
+
+def detection_store(quick: bool) -> Any:
+    """The results file of the detection sections (full or quick)."""
+    from projects.evidence.detection_store import ResultStore
+    return ResultStore(
+        osp.join(DETECTION_WORK, 'quick.json') if quick else DETECTION_RESULTS)
+
+
+def detection_groups(ctx: SectionContext, presets: list) -> List[dict]:
+    """Run (or, with ``--from-results``, read) detection presets.
+
+    Runs already recorded in the results file are not trained again, so a
+    stopped section resumes; ``ctx.provenance`` becomes that of the first
+    preset's group (its first start, total time and command).
+    """
+    # Imported here: mmdet is needed by these sections only.
+    from projects.evidence.detection import run_detection
+    store = detection_store(ctx.quick)
+    command = ' '.join(sys.argv[1:])
+    results = []
+    for preset in presets:
+        if ctx.arms is not None:
+            preset.arms = tuple(a for a in preset.arms if a in ctx.arms)
+        if not ctx.from_results and preset.arms:
+            results.append(
+                run_detection(preset, meta=dict(command=command), store=store))
+        elif preset.name in store.groups:  # render what was recorded
+            results.append(store.result(preset.name))
+    if results:
+        first = results[0]
+        ctx.provenance = (datetime.fromtimestamp(
+            first['started'], tz=timezone.utc),
+                          sum(r['seconds'] for r in results), first['command'])
+    return results
+
+
+def _recorded(ctx: SectionContext, presets: list) -> list:
+    """:func:`detection_groups` for a section that needs its runs."""
+    results = detection_groups(ctx, presets)
+    if not results:
+        names = [p.name for p in presets]
+        raise SystemExit(
+            f'no recorded runs of {names} in {detection_store(ctx.quick).path}'
+            ' to render; run the section without --from-results (or with '
+            'other --arms) first')
+    return results
+
+
+def run_detection_curve_section(ctx: SectionContext) -> str:
+    from projects.evidence.detection import curve_preset
+    from projects.evidence.detection_report import plot_curve, render_curve
+    preset = curve_preset(ctx.quick, work_dir=DETECTION_WORK, jobs=ctx.jobs)
+    result, = _recorded(ctx, [preset])
+    return render_curve(result, plot_curve(result, ctx.fig_dir), ctx.fig_rel)
+
+
 def run_detection_section(ctx: SectionContext) -> str:
-    # Imported here: mmdet is needed by this section only.
-    from projects.evidence.detection import detection_presets, run_detection
+    from projects.evidence.detection import detection_presets
     from projects.evidence.detection_report import (plot_detection,
                                                     render_detection)
     preset = detection_presets(
-        ctx.quick,
-        ctx.num_seeds,
-        work_dir=osp.join(REPO_ROOT, 'work_dirs', 'evidence', 'detection'),
-        jobs=ctx.jobs)
-    saved = osp.join(preset.work_dir, 'results.json')
-    if ctx.from_results:
-        with open(saved) as f:
-            result = json.load(f)
-        started = datetime.fromtimestamp(result['started'], tz=timezone.utc)
-        ctx.provenance = (started, result['seconds'], result['command'])
-    else:
-        result = run_detection(
-            preset, meta=dict(command=' '.join(sys.argv[1:])))
+        ctx.quick, ctx.num_seeds, work_dir=DETECTION_WORK, jobs=ctx.jobs)
+    result, = _recorded(ctx, [preset])
     return render_detection(result, plot_detection(result, ctx.fig_dir),
                             ctx.fig_rel)
+
+
+def run_detection_settings_section(ctx: SectionContext) -> str:
+    from projects.evidence.detection import (SETTING_LABELS, detection_presets,
+                                             setting_presets)
+    from projects.evidence.detection_report import (render_across,
+                                                    render_detection,
+                                                    render_which_sampler)
+    presets = setting_presets(
+        ctx.quick, ctx.num_seeds, work_dir=DETECTION_WORK, jobs=ctx.jobs)
+    results = detection_groups(ctx, presets)
+    # The main setting's runs (its own section) join the comparisons.
+    main = detection_presets(ctx.quick).name
+    store = detection_store(ctx.quick)
+    everything = ([store.result(main)]
+                  if main in store.groups else []) + results
+    if not everything:
+        raise SystemExit('no recorded detection runs to compare; run the '
+                         'detection sections first')
+    if ctx.provenance is None:  # only the main setting has run
+        group = everything[0]
+        ctx.provenance = (datetime.fromtimestamp(
+            group['started'], tz=timezone.utc), 0.0, group['command'])
+    done = {r['preset']['name'] for r in results}
+    body = [render_across(everything)]
+    waiting = [p.name for p in presets if p.name not in done]
+    if waiting:
+        body.append(f'Not run yet: {", ".join(waiting)} (`python '
+                    'tools/reproduce_evidence.py --sections '
+                    'detection_settings` trains them; recorded runs are '
+                    'kept).\n')
+    for result in results:
+        name = result['preset']['name']
+        body.append(
+            render_detection(
+                result, [],
+                ctx.fig_rel,
+                title=f'Setting {name}: {SETTING_LABELS[name]}'))
+    if not ctx.quick:
+        ctx.readme['detection'] = render_which_sampler(everything)
+    return '\n'.join(body)
 
 
 def run_demo_section(ctx: SectionContext) -> str:
@@ -159,8 +253,13 @@ SECTIONS: List[Section] = [
             run_digits_section),
     Section('tabular', 'Tabular sets, logistic regression (the paper\'s '
             'UCI table)', run_tabular_section),
-    Section('detection', 'Detection re-samplers on synthetic long-tailed '
-            'LVIS', run_detection_section),
+    Section('detection_curve', 'Detection: how long to train (convergence '
+            'curve)', run_detection_curve_section),
+    Section(
+        'detection', 'Detection re-samplers on synthetic long-tailed '
+        'LVIS, main setting', run_detection_section),
+    Section('detection_settings', 'Detection: the other data settings, and '
+            'the default rule', run_detection_settings_section),
     Section('demo', 'The README demo over seeds', run_demo_section),
 ]
 
@@ -198,8 +297,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--from-results',
         action='store_true',
-        help='detection: render the block from the last run\'s saved '
-        'results.json instead of training again')
+        help='detection: render the blocks from the recorded runs '
+        '(docs/results/detection.json; --quick: the work dir\'s) without '
+        'training')
+    parser.add_argument(
+        '--arms',
+        default=None,
+        help='detection: comma-separated arms to train (of each '
+        'section\'s own; default: all), e.g. to finish a long section '
+        'in parts')
     parser.add_argument(
         '--jobs',
         type=int,
@@ -216,6 +322,12 @@ def parse_args() -> argparse.Namespace:
     if unknown or not chosen:
         parser.error(f'--sections: unknown {unknown}, choose from {names}')
     args.sections = chosen
+    if args.arms is not None:
+        from projects.evidence.detection import ARMS
+        args.arms = tuple(a.strip() for a in args.arms.split(',') if a.strip())
+        bad = sorted(set(args.arms) - set(ARMS))
+        if bad or not args.arms:
+            parser.error(f'--arms: unknown {bad}, choose from {list(ARMS)}')
     return args
 
 
@@ -362,20 +474,22 @@ def main() -> None:
             fig_dir,
             fig_rel,
             args.jobs,
-            from_results=args.from_results)
+            from_results=args.from_results,
+            arms=args.arms)
         body = section.run(ctx)
         readme.update(ctx.readme)
         seconds = time.perf_counter() - tic
         print(f'[{section.name}] done in {seconds:.0f} s', flush=True)
         mode = 'quick' if args.quick else 'full'
         header = run_header(command, seconds, started)
-        if ctx.provenance is not None:  # rendered from a saved run
+        if ctx.provenance is not None:  # runs recorded over sessions
             run_started, run_seconds, run_args = ctx.provenance
             header = run_header(
                 f'python tools/reproduce_evidence.py {run_args}', run_seconds,
-                run_started) + (
-                    f'\n- Rendered from that run\'s results.json by '
-                    f'`{command}`')
+                run_started)
+            if args.from_results:
+                header += (f'\n- Rendered from the recorded runs by '
+                           f'`{command}`')
         blocks[section.name] = '\n'.join(
             [f'## {section.title}: {mode} run', '', header, '', body])
     existing = ''

@@ -2,9 +2,9 @@
 
 Nothing in this package may import mmengine, mmcv or mmdet.
 """
-from .aggregate import (REDUCTIONS, UNSEEN_POLICIES, fill_unseen,
-                        image_difficulty, instance_offsets, instance_to_image,
-                        object_ids)
+from .aggregate import (NORMALIZATIONS, REDUCTIONS, UNSEEN_POLICIES,
+                        fill_unseen, image_difficulty, instance_offsets,
+                        instance_to_image, normalize_difficulty, object_ids)
 from .class_index import ImageClassIndex
 from .dataset_index import DatasetIndex
 from .diagnostics import group_sums, sampling_diagnostics
@@ -31,5 +31,6 @@ __all__ = [
     'instance_repeat_factors', 'sampling_weights', 'dataset_sampling_weights',
     'frequency_groups', 'image_groups', 'sampling_diagnostics', 'fill_unseen',
     'UNSEEN_POLICIES', 'LVIS_FREQUENCY_THRESHOLDS', 'frequency_of_counts',
-    'REDUCTIONS', 'STORAGES', 'FIRST_TERMS'
+    'REDUCTIONS', 'STORAGES', 'FIRST_TERMS', 'NORMALIZATIONS',
+    'normalize_difficulty'
 ]

@@ -18,10 +18,13 @@ from .validation import check_choice
 
 __all__ = [
     'image_difficulty', 'instance_offsets', 'instance_to_image', 'object_ids',
-    'fill_unseen', 'UNSEEN_POLICIES', 'REDUCTIONS'
+    'fill_unseen', 'normalize_difficulty', 'UNSEEN_POLICIES', 'REDUCTIONS',
+    'NORMALIZATIONS'
 ]
 
 UNSEEN_POLICIES = ('one', 'mean', 'class_mean')
+#: What instance difficulty is relative to (:func:`normalize_difficulty`).
+NORMALIZATIONS = ('none', 'class')
 
 
 def _as_numpy(value: Any, name: str) -> np.ndarray:
@@ -229,3 +232,40 @@ def fill_unseen(instance_difficulty: Any,
         fill[has] = total[labels[has]] / count[labels[has]]
     d[~seen] = fill[~seen]
     return d
+
+
+def normalize_difficulty(instance_difficulty: Any,
+                         labels: Any,
+                         normalize: str = 'none') -> np.ndarray:
+    """Instance difficulty relative to what it is measured against.
+
+    - ``'none'``: D as it is.
+    - ``'class'``: ``D_i / mean D of the instances of its class``, so that
+      an object weighs by how much harder it is than its own class. Under
+      a class prior (RFS, class-aware) D then stops repeating what the
+      prior already does (rare classes are hard on average, and the prior
+      already lifts them): the sampler's ``prior x D`` becomes ``prior x
+      (D / class mean D)``. A class whose mean is 0 keeps D = 1.
+
+    Args:
+        instance_difficulty (np.ndarray): (N,) D of every instance (after
+            :func:`fill_unseen`).
+        labels (np.ndarray): (N,) class of every instance.
+        normalize (str): One of :data:`NORMALIZATIONS`. Defaults to 'none'.
+
+    Returns:
+        np.ndarray: (N,) float64, a new array.
+    """
+    check_choice(normalize, 'normalize', NORMALIZATIONS)
+    d = _as_numpy(instance_difficulty, 'instance_difficulty').astype(
+        np.float64, copy=True)
+    labels = _as_numpy(labels, 'labels').astype(np.int64)
+    if labels.shape != d.shape:
+        raise ValueError('instance_difficulty and labels must have one entry '
+                         f'per instance, got {d.shape} and {labels.shape}')
+    if normalize == 'none' or not d.size:
+        return d
+    num = int(labels.max()) + 1
+    mean = (np.bincount(labels, weights=d, minlength=num) /
+            np.maximum(np.bincount(labels, minlength=num), 1))[labels]
+    return np.divide(d, mean, out=np.ones_like(d), where=mean > 0)

@@ -20,11 +20,12 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from mmdiff.analysis.dump import write_epoch, write_index
-from mmdiff.core import (FIRST_TERMS, LVIS_FREQUENCY_GROUPS, REDUCTIONS,
-                         STORAGES, UNSEEN_POLICIES, DifficultyState,
-                         check_choice, fill_unseen, frequency_of_counts,
-                         image_difficulty, image_groups, instance_offsets,
-                         instance_to_image, object_ids)
+from mmdiff.core import (FIRST_TERMS, LVIS_FREQUENCY_GROUPS, NORMALIZATIONS,
+                         REDUCTIONS, STORAGES, UNSEEN_POLICIES,
+                         DifficultyState, check_choice, fill_unseen,
+                         frequency_of_counts, image_difficulty, image_groups,
+                         instance_offsets, instance_to_image,
+                         normalize_difficulty, object_ids)
 from mmdiff.core.records import merge_parts, select_rows
 from mmdiff.datasets.sample_idx import check_pipeline_keeps_sample_idx
 from mmdiff.models import build_capture
@@ -85,6 +86,10 @@ class DifficultyHook(DifficultyCheckpoint, Hook):
             the test pipeline with annotations loaded before the resize
             and ``sample_idx`` kept), ``batch_size`` (None: the train batch
             size), ``num_workers`` (2). Defaults to None (all defaults).
+        normalize (str): 'none' (D as it is) or 'class' (D over the mean
+            D of the object's class, so that under a class prior D only
+            ranks objects within their class); see
+            :func:`mmdiff.core.normalize_difficulty`. Defaults to 'none'.
     """
 
     priority = 'NORMAL'  # before CheckpointHook (VERY_LOW) saves the epoch
@@ -103,7 +108,8 @@ class DifficultyHook(DifficultyCheckpoint, Hook):
                  unseen: str = 'one',
                  first_term: str = 'prior',
                  mode: str = 'online',
-                 eval_pass: Optional[dict] = None) -> None:
+                 eval_pass: Optional[dict] = None,
+                 normalize: str = 'none') -> None:
         if not c > 0:
             raise ValueError(f'c must be > 0, got {c}')
         check_choice(reduce, 'reduce', REDUCTIONS)
@@ -115,6 +121,8 @@ class DifficultyHook(DifficultyCheckpoint, Hook):
         check_choice(mode, 'mode', MODES)
         check_choice(unseen, 'unseen', UNSEEN_POLICIES)
         check_choice(first_term, 'first_term', FIRST_TERMS)
+        check_choice(normalize, 'normalize', NORMALIZATIONS)
+        self.normalize = normalize
         self.unseen = unseen
         self.first_term = first_term
         self.mode = mode
@@ -282,15 +290,16 @@ class DifficultyHook(DifficultyCheckpoint, Hook):
 
     def instance_difficulty(self) -> np.ndarray:
         """D of every training object as the sampler uses it (the ``unseen``
-        policy applied): ``(num_objects,)`` float64 in the dataset index's
-        object order. Available from ``before_train`` on."""
+        policy and ``normalize`` applied): ``(num_objects,)`` float64 in the
+        dataset index's object order. Available from ``before_train`` on."""
         if self.state is None:
             raise RuntimeError('DifficultyHook.instance_difficulty() needs '
                                'the state that before_train builds')
         n = len(self.instance_labels)
         d = np.asarray(self.state.difficulty(), dtype=np.float64)[:n]
-        return fill_unseen(d, self.state.observed[:n], self.instance_labels,
-                           self.unseen)
+        d = fill_unseen(d, self.state.observed[:n], self.instance_labels,
+                        self.unseen)
+        return normalize_difficulty(d, self.instance_labels, self.normalize)
 
     def _log(self, runner: Any, inst_d: np.ndarray, updated: int,
              merged: Dict[str, Any], num_changed: int) -> None:

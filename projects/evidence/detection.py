@@ -20,6 +20,7 @@ hard variant against their share of the images. The report
 docs/results.md are written by people.
 """
 import gc
+import hashlib
 import json
 import math
 import multiprocessing
@@ -37,15 +38,19 @@ import torch
 from mmdet.datasets.samplers import ClassAwareSampler
 from mmdet.registry import DATA_SAMPLERS
 from mmengine.fileio import load
+from mmengine.hooks import Hook
 
 from mmdiff.analysis.dump import find_dumps, load_dump
 from mmdiff.datasets import ensure_synthetic_lvis
 from mmdiff.datasets.synthetic.write import HARD_KEY
 from mmdiff.hooks import DifficultyHook
+from .detection_store import ResultStore, run_key, schedule_of
 
 __all__ = [
-    'ARMS', 'FULL_ARMS', 'PRIORS', 'ABLATION_OF', 'ARM_LABELS', 'DEMO_CONFIG',
-    'DetectionPreset', 'FixedLengthClassAwareSampler', 'detection_presets',
+    'ARMS', 'FULL_ARMS', 'SETTING_ARMS', 'DEFAULT_ARM', 'PRIORS',
+    'ABLATION_OF', 'ARM_LABELS', 'DEMO_CONFIG', 'SETTINGS', 'SETTING_LABELS',
+    'DetectionPreset', 'FixedLengthClassAwareSampler', 'MetricCurve',
+    'detection_presets', 'curve_preset', 'setting_presets',
     'build_detection_cfg', 'run_detection'
 ]
 
@@ -70,21 +75,30 @@ ARMS: Dict[str, Tuple[str, Optional[dict]]] = {
     # the sampler side: an image as hard as its hardest object, D cubed
     'difficulty_rfs_max_beta3': ('repeat_factor', dict(reduce='max')),
     'difficulty_max_t3': ('paper', dict(reduce='max')),
+    # aimed at detection's few epochs (docs/results.md says why each)
+    'difficulty_rfs_class_norm': ('repeat_factor', dict(normalize='class')),
+    'difficulty_rfs_eval_pass1':
+    ('repeat_factor', dict(mode='eval_pass', eval_pass=dict(interval=1))),
+    'difficulty_rfs_c025': ('repeat_factor', dict(c=0.25)),
 }
 #: Sampler options of an arm beyond its scheme.
 SAMPLER_OPTIONS = {
     'difficulty_rfs_max_beta3': dict(beta=3.0),
     'difficulty_max_t3': dict(temperature=1 / 3),
 }
-#: The arms of the full run: the samplers, their difficulty versions, and
-#: one ablation each of the first term, c, the eval pass and the sampler's
-#: sharpness and the unseen-object policy (65 runs at 5 seeds fit the hour
-#: on 2 cores; the other arms of ARMS run on request).
+#: The arms of the main setting: the samplers, their difficulty versions,
+#: and the variants aimed at detection's few epochs.
 FULL_ARMS = ('uniform', 'rfs', 'irfs', 'class_aware', 'difficulty',
              'difficulty_rfs', 'difficulty_irfs', 'difficulty_class_aware',
-             'difficulty_rfs_skip_first', 'difficulty_rfs_c4',
-             'difficulty_rfs_eval_pass', 'difficulty_rfs_class_mean',
-             'difficulty_max_t3')
+             'difficulty_rfs_class_norm', 'difficulty_rfs_max_beta3',
+             'difficulty_rfs_eval_pass1', 'difficulty_rfs_c025')
+#: The arms of the other settings: two priors with and without
+#: difficulty, and the variant chosen before they ran (docs/results.md).
+SETTING_ARMS = ('rfs', 'difficulty_rfs', 'class_aware',
+                'difficulty_class_aware', 'difficulty_rfs_class_norm')
+#: The arm the configs' defaults correspond to (configs/lvis_difficulty.py:
+#: repeat factors x D, online, mean over objects, c = 1).
+DEFAULT_ARM = 'difficulty_rfs'
 #: The prior of every hook arm: the same sampler with flat difficulty.
 PRIORS = {
     'difficulty': 'uniform',
@@ -97,6 +111,9 @@ PRIORS = {
     'difficulty_rfs_c4': 'rfs',
     'difficulty_rfs_max_beta3': 'rfs',
     'difficulty_max_t3': 'uniform',
+    'difficulty_rfs_class_norm': 'rfs',
+    'difficulty_rfs_eval_pass1': 'rfs',
+    'difficulty_rfs_c025': 'rfs',
 }
 #: Every ablation arm and the arm it changes one option of.
 ABLATION_OF = {
@@ -106,6 +123,9 @@ ABLATION_OF = {
     'difficulty_rfs_c4': 'difficulty_rfs',
     'difficulty_rfs_max_beta3': 'difficulty_rfs',
     'difficulty_max_t3': 'difficulty',
+    'difficulty_rfs_class_norm': 'difficulty_rfs',
+    'difficulty_rfs_eval_pass1': 'difficulty_rfs',
+    'difficulty_rfs_c025': 'difficulty_rfs',
 }
 ARM_LABELS = {
     'uniform': 'Uniform',
@@ -122,22 +142,52 @@ ARM_LABELS = {
     'difficulty_rfs_c4': 'Difficulty × RFS, c = 4',
     'difficulty_rfs_max_beta3': 'Difficulty × RFS, image max, beta 3',
     'difficulty_max_t3': 'Difficulty, flat, image max, D^3',
+    'difficulty_rfs_class_norm': 'Difficulty × RFS, D / class mean',
+    'difficulty_rfs_eval_pass1': 'Difficulty × RFS, eval pass every epoch',
+    'difficulty_rfs_c025': 'Difficulty × RFS, c = 0.25',
 }
 DEMO_CONFIG = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
     'demo', 'mask-rcnn_r18_synthetic-lvis_difficulty.py')
-#: The demo's training layout; a larger validation split with more hard
-#: variants, to measure them (the layout of the training split does not
-#: depend on it: it is laid out first). The hard variants wear a blend of
-#: 35 % of the look-alike's colour (the demo: all of it), so that uniform
-#: sampling finds some of them within the budget (recall 10-30 %, not 0 %)
-#: and a sampler's effect on them can show.
-SYNTHETIC = dict(
-    seed=0,
-    num_train=300,
-    num_val=200,
-    val_hard_variant_fraction=0.4,
-    hard_variant_colour_mix=0.35)
+#: The generator settings (arguments of ``make_synthetic_lvis``). Every
+#: one has the demo's 300 training images; they differ in layout seed,
+#: hardness (how much of the look-alike's colour a hard variant wears: 1 is
+#: all of it, the demo), imbalance ratio and objects per image. The
+#: validation splits are balanced and large enough for >= 200 hard
+#: variants each (one object <= 0.5 points of hard recall).
+SETTINGS: Dict[str, Dict[str, Any]] = {
+    'main':
+    dict(
+        seed=0,
+        num_train=300,
+        num_val=600,
+        val_hard_variant_fraction=0.45,
+        hard_variant_colour_mix=0.35),
+    'harder':
+    dict(
+        seed=1,
+        num_train=300,
+        num_val=400,
+        val_hard_variant_fraction=0.45,
+        hard_variant_colour_mix=0.5,
+        imbalance_ratio=50.0,
+        objects_per_image=(2, 5)),
+    'steeper':
+    dict(
+        seed=2,
+        num_train=300,
+        num_val=800,
+        val_hard_variant_fraction=0.45,
+        hard_variant_colour_mix=0.25,
+        imbalance_ratio=200.0,
+        objects_per_image=(1, 3)),
+}
+SETTING_LABELS = {
+    'main': 'layout 0, colour mix 0.35, imbalance 100, 1-4 objects',
+    'harder': 'layout 1, colour mix 0.5, imbalance 50, 2-5 objects',
+    'steeper': 'layout 2, colour mix 0.25, imbalance 200, 1-3 objects',
+}
+SYNTHETIC = SETTINGS['main']
 #: (metric key, record key, factor) of a run, in table order.
 METRIC_KEYS = (
     ('lvis/bbox_AP', 'AP', 100.0),
@@ -212,8 +262,14 @@ class DetectionPreset:
             Defaults to 1. The records do not depend on it.
         work_dir (str): Runs, data and ``results.json`` (git-ignored).
         data_root (str, optional): Where the synthetic data is made.
-            Defaults to None (``{work_dir}/data/synthetic_lvis/``).
+            Defaults to None (``{work_dir}/data/synthetic_lvis_{hash}/``,
+            one folder per generator setting).
         config (str): The recipe. Defaults to the demo.
+        eval_every (int, optional): Epochs between evaluations during
+            training, each recorded in the run's ``curve`` (AP against
+            iterations). Defaults to None (evaluated once, at the end).
+        name (str): The group of runs in the results file (a setting of
+            :data:`SETTINGS`, or ``'curve'``). Defaults to 'main'.
     """
     seeds: List[int]
     epochs: int
@@ -231,6 +287,8 @@ class DetectionPreset:
     work_dir: str = osp.join('work_dirs', 'evidence', 'detection')
     data_root: Optional[str] = None
     config: str = DEMO_CONFIG
+    eval_every: Optional[int] = None
+    name: str = 'main'
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.arms) - set(ARMS))
@@ -255,20 +313,67 @@ class DetectionPreset:
     def data_dir(self) -> str:
         """The synthetic data folder, with a trailing slash."""
         return osp.join(
-            self.data_root
-            or osp.join(self.work_dir, 'data', 'synthetic_lvis'), '')
+            self.data_root or osp.join(
+                self.work_dir, 'data', 'synthetic_lvis_' + hashlib.sha256(
+                    json.dumps(self.synthetic,
+                               sort_keys=True).encode()).hexdigest()[:8]), '')
+
+
+#: Epochs of the 300 training images (75 iterations each at batch 4) of
+#: every evidence run, chosen from the convergence curve (docs/results.md:
+#: at least where uniform's AP stops rising); lr x0.1 for the last
+#: BUDGET_DECAY of them, as the demo's recipe (2 of 10).
+BUDGET_EPOCHS = 32
+BUDGET_DECAY = 4
+#: The convergence curve: uniform and difficulty x RFS on one seed of the
+#: main setting, evaluated every CURVE_EVAL_EVERY epochs.
+CURVE_EPOCHS = 40
+CURVE_EVAL_EVERY = 4
+CURVE_DECAY = 4
+CURVE_ARMS = ('uniform', 'difficulty_rfs')
+
+
+def _preset(quick: bool,
+            name: str,
+            arms: Sequence[str],
+            seeds: List[int],
+            work_dir: Optional[str],
+            jobs: int,
+            curve: bool = False) -> DetectionPreset:
+    """A setting of :data:`SETTINGS` at the evidence budget (or the
+    curve's), or its quick version."""
+    extra: Dict[str, Any] = dict(
+        jobs=jobs, seeds=seeds, arms=tuple(arms), name=name)
+    if work_dir is not None:
+        extra['work_dir'] = work_dir
+    if quick:  # a few minutes on 2 cores
+        return DetectionPreset(
+            epochs=3,
+            images_per_epoch=120,
+            warmup_iters=30,
+            decay_epochs=1,
+            eval_every=1 if curve else None,
+            synthetic=dict(SETTINGS[name], num_val=200),
+            **extra)
+    return DetectionPreset(
+        epochs=CURVE_EPOCHS if curve else BUDGET_EPOCHS,
+        images_per_epoch=300,
+        warmup_iters=200,
+        decay_epochs=CURVE_DECAY if curve else BUDGET_DECAY,
+        eval_every=CURVE_EVAL_EVERY if curve else None,
+        synthetic=dict(SETTINGS[name]),
+        **extra)
 
 
 def detection_presets(quick: bool,
                       num_seeds: Optional[int] = None,
                       work_dir: Optional[str] = None,
                       jobs: int = 1) -> DetectionPreset:
-    """The settings ``tools/reproduce_evidence.py`` runs.
+    """The main setting as ``tools/reproduce_evidence.py`` runs it.
 
-    Full: :data:`FULL_ARMS`, 5 seeds, 8 epochs of 160 images (320
-    iterations; the training split has 300), a 150-iteration warm-up.
-    Quick: uniform, RFS and difficulty x RFS, 1 seed, 3 epochs of 120
-    images.
+    Full: :data:`FULL_ARMS`, 5 seeds, :data:`BUDGET_EPOCHS` epochs of the
+    300 training images. Quick: uniform, RFS and difficulty x RFS, 1 seed,
+    3 epochs of 120 images, 200 validation images.
 
     Args:
         quick (bool): The short setting.
@@ -278,23 +383,34 @@ def detection_presets(quick: bool,
         jobs (int): Runs trained at once. Defaults to 1.
     """
     num = num_seeds if num_seeds is not None else (1 if quick else 5)
-    extra: Dict[str, Any] = dict(jobs=jobs, seeds=list(range(num)))
-    if work_dir is not None:
-        extra['work_dir'] = work_dir
-    if quick:
-        return DetectionPreset(
-            epochs=3,
-            images_per_epoch=120,
-            warmup_iters=30,
-            decay_epochs=1,
-            arms=('uniform', 'rfs', 'difficulty_rfs'),
-            **extra)
-    return DetectionPreset(
-        epochs=8,
-        images_per_epoch=160,
-        warmup_iters=150,
-        arms=FULL_ARMS,
-        **extra)
+    arms = ('uniform', 'rfs', 'difficulty_rfs') if quick else FULL_ARMS
+    return _preset(quick, 'main', arms, list(range(num)), work_dir, jobs)
+
+
+def curve_preset(quick: bool,
+                 work_dir: Optional[str] = None,
+                 jobs: int = 1) -> DetectionPreset:
+    """The convergence curve: :data:`CURVE_ARMS` on seed 0 of the main
+    setting, :data:`CURVE_EPOCHS` epochs, evaluated every
+    :data:`CURVE_EVAL_EVERY` (quick: 3 epochs of 120 images, every one)."""
+    preset = _preset(quick, 'main', CURVE_ARMS, [0], work_dir, jobs, True)
+    preset.name = 'curve'
+    return preset
+
+
+def setting_presets(quick: bool,
+                    num_seeds: Optional[int] = None,
+                    work_dir: Optional[str] = None,
+                    jobs: int = 1) -> List[DetectionPreset]:
+    """The other settings of :data:`SETTINGS`: :data:`SETTING_ARMS` x 3
+    seeds each at the main budget (quick: 1 seed, RFS and difficulty x
+    RFS, small)."""
+    num = num_seeds if num_seeds is not None else (1 if quick else 3)
+    arms = ('rfs', 'difficulty_rfs') if quick else SETTING_ARMS
+    return [
+        _preset(quick, name, arms, list(range(num)), work_dir, jobs)
+        for name in SETTINGS if name != 'main'
+    ]
 
 
 def _sampler_cfg(arm: str, preset: DetectionPreset) -> dict:
@@ -314,11 +430,13 @@ def _sampler_cfg(arm: str, preset: DetectionPreset) -> dict:
 
 def _schedule(cfg: Any, preset: DetectionPreset) -> None:
     epochs = preset.epochs
+    every = preset.eval_every
     cfg.train_cfg = dict(
         type='EpochBasedTrainLoop',
         max_epochs=epochs,
-        val_begin=epochs + 1,  # run_detection calls runner.val()
-        val_interval=1)
+        # Without a curve run_detection calls runner.val() once, at the end.
+        val_begin=every or epochs + 1,
+        val_interval=every or 1)
     cfg.param_scheduler = [
         dict(
             type='LinearLR',
@@ -435,14 +553,34 @@ def _signal(runner: Any, train_ann: str) -> Dict[str, float]:
     image_of = np.repeat(np.arange(index.num_images), counts)
     has_hard = np.zeros(index.num_images, dtype=bool)
     has_hard[image_of[flags]] = True
-    probs = np.bincount(
-        index.image_of_index,
-        weights=sampler.probabilities,
-        minlength=index.num_images)
+
+    def per_image(probs: np.ndarray) -> np.ndarray:
+        return np.bincount(
+            index.image_of_index, weights=probs, minlength=index.num_images)
+
+    probs, prior = per_image(sampler.probabilities), per_image(sampler.prior)
     out = dict(
         share_hard_images=float(has_hard.mean() * 100),
-        mass_hard_images=float(probs[has_hard].sum() * 100))
+        mass_hard_images=float(probs[has_hard].sum() * 100),
+        prior_mass_hard_images=float(prior[has_hard].sum() * 100))
     hooks = [h for h in runner.hooks if isinstance(h, DifficultyHook)]
+    if hooks:
+        # What D adds to the prior: the mass under D x prior over the mass
+        # the prior alone puts on the same images (same seed and epoch).
+        out['lift_hard'] = float(probs[has_hard].sum() / prior[has_hard].sum())
+        frequency = [
+            c['frequency'] for c in sorted(
+                load(train_ann)['categories'], key=lambda c: c['id'])
+        ]
+        labels = index.kept_labels()
+        for group in 'rcf':
+            in_group = np.isin(
+                labels, [k for k, f in enumerate(frequency) if f == group])
+            has = np.zeros(index.num_images, dtype=bool)
+            has[image_of[in_group]] = True
+            if prior[has].sum() > 0:
+                out[f'lift_{group}'] = float(probs[has].sum() /
+                                             prior[has].sum())
     if hooks and hooks[0].state is not None:
         hook = hooks[0]
         labels = hook.instance_labels
@@ -463,16 +601,45 @@ def _signal(runner: Any, train_ann: str) -> Dict[str, float]:
     return out
 
 
+class MetricCurve(Hook):
+    """Records the metrics of every evaluation during training (AP
+    against iterations), and the time the evaluations took."""
+    priority = 'LOW'
+
+    def __init__(self) -> None:
+        self.points: List[Dict[str, float]] = []
+        self.seconds = 0.0
+        self.metrics: Dict[str, float] = {}
+        self._tic = 0.0
+
+    def before_val_epoch(self, runner: Any) -> None:
+        self._tic = time.perf_counter()
+
+    def after_val_epoch(self, runner: Any, metrics: Dict[str, float]) -> None:
+        self.seconds += time.perf_counter() - self._tic
+        point: Dict[str, float] = dict(iteration=int(runner.iter))
+        for key, name, factor in METRIC_KEYS:
+            value = float(metrics[key])
+            point[name] = value * factor if value >= 0 else float('nan')
+        self.points.append(point)
+        self.metrics = dict(metrics)
+
+
 def _run_one(preset: DetectionPreset, arm: str, seed: int,
              work_dir: str) -> Dict[str, Any]:
     """Train and evaluate one (arm, seed); the record of the run."""
     from mmengine.runner import Runner
     tic = time.perf_counter()
     runner = Runner.from_cfg(build_detection_cfg(preset, arm, seed, work_dir))
+    curve = MetricCurve()
+    runner.register_hook(curve, priority='LOW')
     runner.train()
-    train_s = time.perf_counter() - tic
+    train_s = time.perf_counter() - tic - curve.seconds
     tic = time.perf_counter()
-    metrics = runner.val()
+    if curve.points and curve.points[-1]['iteration'] == runner.iter:
+        metrics = curve.metrics  # the curve's last point is the end
+    else:
+        metrics = runner.val()
     rec: Dict[str, Any] = dict(
         method=arm,
         seed=seed,
@@ -486,6 +653,8 @@ def _run_one(preset: DetectionPreset, arm: str, seed: int,
         # LVISMetric reports -1 for a group without GT objects.
         rec[name] = value * factor if value >= 0 else float('nan')
     rec['collapsed'] = bool(rec['AP'] < COLLAPSED_AP)
+    if curve.points:
+        rec['curve'] = curve.points
     rec.update(
         _signal(runner, preset.data_dir + 'annotations/lvis_v1_train.json'))
     del runner
@@ -542,61 +711,126 @@ def _versions() -> Dict[str, str]:
         mmcv=mmcv.__version__)
 
 
+def _validation_counts(ann_file: str) -> Tuple[int, int]:
+    """Hard variants, and normal objects of their classes, in a split."""
+    anns = load(ann_file)['annotations']
+    hard = [a for a in anns if a.get(HARD_KEY, False)]
+    classes = {a['category_id'] for a in hard}
+    normal = [
+        a for a in anns
+        if a['category_id'] in classes and not a.get(HARD_KEY, False)
+    ]
+    return len(hard), len(normal)
+
+
+def _group(preset: DetectionPreset, summary: Dict[str, Any], keys: List[str],
+           old: Dict[str, Any]) -> Dict[str, Any]:
+    """The results file's entry of a preset (see :mod:`.detection_store`)."""
+    hard, normal = _validation_counts(preset.data_dir +
+                                      'annotations/lvis_v1_val.json')
+    kept = {
+        k: v
+        for k, v in asdict(preset).items()
+        if k not in ('jobs', 'work_dir', 'data_root')
+    }
+    return dict(
+        old,
+        preset=kept,
+        schedule=schedule_of(preset),
+        iterations=preset.iterations,
+        data={
+            k: summary[k]
+            for k in ('num_images', 'num_instances', 'frequency',
+                      'hard_variant_classes')
+        },
+        num_hard_val=hard,
+        num_normal_val=normal,
+        runs=keys,
+        versions=_versions())
+
+
+def _eta(start: float, finished: int, left: int) -> str:
+    elapsed = time.perf_counter() - start
+    if not finished:
+        return f'{elapsed / 60:.0f} min'
+    return (f'{elapsed / 60:.0f} min, ETA '
+            f'{elapsed / finished * left / 60:.0f} min')
+
+
 def run_detection(preset: DetectionPreset,
                   progress: Optional[Callable[[str], None]] = print,
-                  meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Train every arm on every seed; evaluate each run.
+                  meta: Optional[Dict[str, Any]] = None,
+                  store: Optional[ResultStore] = None) -> Dict[str, Any]:
+    """Train every arm on every seed not yet recorded; evaluate each run.
 
-    The result so far is written to ``{work_dir}/results.json`` after every
-    run, records in (seed, arm) order.
+    Runs already in ``store`` (same :func:`.detection_store.run_key`) are
+    kept, not trained again; the store is saved after every run, so a
+    stopped section resumes where it stopped.
 
     Args:
         preset (DetectionPreset): The setting.
-        progress (callable, optional): Receives a line per finished run.
-        meta (dict, optional): Kept in the result as it is (e.g. the
+        progress (callable, optional): Receives a line per finished run,
+            with the progress and an ETA.
+        meta (dict, optional): Kept in the group as it is (e.g. the
             command that ran it).
+        store (ResultStore, optional): Where runs are recorded and
+            resumed from. Defaults to ``{work_dir}/results.json``.
 
     Returns:
-        dict: ``records`` (one per run), ``preset``, ``iterations``,
-        ``data`` (counts of the synthetic set), ``versions``, ``seconds``,
-        ``started`` (a UNIX time) and ``meta``'s keys.
+        dict: The group (:mod:`.detection_store`) with its ``records``
+        (one per run, in (seed, arm) order).
     """
     start = time.perf_counter()
-    started = time.time()
     threads = torch.get_num_threads()
     torch.set_num_threads(preset.threads)
     os.makedirs(preset.work_dir, exist_ok=True)
+    if store is None:
+        store = ResultStore(osp.join(preset.work_dir, 'results.json'))
+    name = preset.name
     try:
         summary = ensure_synthetic_lvis(preset.data_dir, **preset.synthetic)
-        result: Dict[str, Any] = dict(
-            records=[],
-            preset=asdict(preset),
-            iterations=preset.iterations,
-            data={
-                k: summary[k]
-                for k in ('num_images', 'num_instances', 'frequency',
-                          'hard_variant_classes')
-            },
-            versions=_versions(),
-            seconds=0.0,
-            started=started,
-            **(meta or {}))
         runs = [(arm, seed,
-                 osp.join(preset.work_dir, 'runs', f'{arm}_seed{seed}'))
+                 osp.join(preset.work_dir, 'runs', name, f'{arm}_seed{seed}'))
                 for seed in preset.seeds for arm in preset.arms]
-        done: Dict[int, Dict[str, Any]] = {}
-        for index, rec in _train_all(preset, runs):
-            done[index] = rec
-            result['records'] = [done[i] for i in sorted(done)]
-            result['seconds'] = time.perf_counter() - start
-            with open(osp.join(preset.work_dir, 'results.json'), 'w') as f:
-                json.dump(result, f, indent=1)
+        keys = [run_key(preset, arm, seed) for arm, seed, _ in runs]
+        old = store.groups.get(name, {})
+        listed = list(keys)
+        if old.get('schedule') == schedule_of(preset):
+            # Runs of the same schedule (other arms or seeds) stay listed.
+            listed = [k for k in old['runs'] if k not in keys] + keys
+        else:
+            old = {}
+        store.groups[name] = _group(
+            preset, summary, listed,
+            dict(
+                dict(started=time.time(), seconds=0.0),
+                **{k: old[k]
+                   for k in ('started', 'seconds')
+                   if k in old}, **(meta or {})))
+        seconds = store.groups[name]['seconds']
+        todo = [i for i, k in enumerate(keys) if store.get(k) is None]
+        if progress is not None and len(todo) < len(runs):
+            progress(f'[detection {name}] {len(runs) - len(todo)} of '
+                     f'{len(runs)} runs recorded in {store.path}; training '
+                     f'the other {len(todo)}')
+        store.save()
+        finished = 0
+        # Nothing to train (all recorded): no pool is started.
+        trained = _train_all(preset, [runs[i] for i in todo]) if todo else ()
+        for index, rec in trained:
+            store.add(keys[todo[index]], dict(rec, setting=name))
+            finished += 1
+            store.groups[name]['seconds'] = seconds + (
+                time.perf_counter() - start)
+            store.save()
             if progress is not None:
-                progress(f"[detection] {rec['method']} seed {rec['seed']}: "
-                         f"AP {rec['AP']:.1f}, APr {rec['APr']:.1f}, hard "
-                         f"recall {rec['recall_hard']:.1f} %, "
+                progress(f"[detection {name}] {rec['method']} seed "
+                         f"{rec['seed']}: AP {rec['AP']:.1f}, APr "
+                         f"{rec['APr']:.1f}, hard recall "
+                         f"{rec['recall_hard']:.1f} %, "
                          f"{rec['train_seconds']:.0f} s "
-                         f'({len(done)}/{len(runs)})')
+                         f'({finished}/{len(todo)}; '
+                         f'{_eta(start, finished, len(todo) - finished)})')
     finally:
         torch.set_num_threads(threads)
-    return result
+    return store.result(name)

@@ -304,3 +304,40 @@ def test_fill_unseen_bad_input() -> None:
         fill_unseen([1.0], [True], [0], 'median')
     with pytest.raises(ValueError, match='one entry per instance'):
         fill_unseen([1.0, 2.0], [True], [0, 0])
+
+
+def reference_normalize(d: List[float], labels: List[int]) -> List[float]:
+    """normalize_difficulty(..., 'class') in loops."""
+    out = []
+    for x, label in zip(d, labels):
+        same = [y for y, m in zip(d, labels) if m == label]
+        mean = sum(same) / len(same)
+        out.append(x / mean if mean > 0 else 1.0)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_normalize_difficulty_matches_loops(seed: int) -> None:
+    from mmdiff.core import normalize_difficulty
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 14))
+    # Unsorted, repeated and skipped labels, zeros and a zero class.
+    labels = rng.choice([0, 3, 3, 5, 9], n)
+    d = rng.lognormal(0, 1.0, n) * (rng.random(n) < 0.8)
+    d[labels == 9] = 0.0
+    got = normalize_difficulty(d, labels, 'class')
+    np.testing.assert_allclose(
+        got, reference_normalize(d.tolist(), labels.tolist()), rtol=1e-12)
+    np.testing.assert_array_equal(normalize_difficulty(d, labels, 'none'), d)
+    for label in set(labels.tolist()) - {9}:
+        if d[labels == label].any():  # every class averages to 1
+            assert got[labels == label].mean() == pytest.approx(1.0)
+
+
+def test_normalize_difficulty_bad_input() -> None:
+    from mmdiff.core import normalize_difficulty
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        normalize_difficulty([1.0], [0], 'image')
+    with pytest.raises(ValueError, match='one entry per instance'):
+        normalize_difficulty([1.0, 2.0], [0], 'class')

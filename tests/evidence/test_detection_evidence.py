@@ -13,6 +13,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from projects.evidence import detection
 from projects.evidence.detection import (ARM_LABELS, ARMS, FULL_ARMS, PRIORS,
                                          DetectionPreset,
                                          FixedLengthClassAwareSampler,
@@ -62,8 +63,8 @@ def test_build_detection_cfg_per_arm(tmp_path):
     expected = {
         'uniform': ('DifficultyClassAwareSampler', 'uniform', None),
         'rfs': ('DifficultyClassAwareSampler', 'repeat_factor', None),
-        'irfs':
-        ('DifficultyClassAwareSampler', 'instance_repeat_factor', None),
+        'irfs': ('DifficultyClassAwareSampler', 'instance_repeat_factor',
+                 None),
         'difficulty_irfs': ('DifficultyClassAwareSampler',
                             'instance_repeat_factor', {}),
         'class_aware': ('FixedLengthClassAwareSampler', None, None),
@@ -86,6 +87,14 @@ def test_build_detection_cfg_per_arm(tmp_path):
                                      'repeat_factor', dict(reduce='max')),
         'difficulty_max_t3': ('DifficultyClassAwareSampler', 'paper',
                               dict(reduce='max')),
+        'difficulty_rfs_class_norm':
+        ('DifficultyClassAwareSampler', 'repeat_factor',
+         dict(normalize='class')),
+        'difficulty_rfs_eval_pass1':
+        ('DifficultyClassAwareSampler', 'repeat_factor',
+         dict(mode='eval_pass', eval_pass=dict(interval=1, num_workers=0))),
+        'difficulty_rfs_c025': ('DifficultyClassAwareSampler', 'repeat_factor',
+                                dict(c=0.25)),
     }
     assert set(expected) == set(ARMS) == set(ARM_LABELS)
     # Every hook arm is compared with a hook-free arm of the same sampler.
@@ -121,12 +130,28 @@ def test_presets():
     quick, full = detection_presets(True), detection_presets(False)
     assert len(quick.seeds) == 1 and len(full.seeds) == 5
     assert set(full.arms) == set(FULL_ARMS) and set(FULL_ARMS) <= set(ARMS)
-    for arm in full.arms:  # every difficulty arm is paired with its prior
-        if arm in PRIORS:
-            assert PRIORS[arm] in full.arms
-    assert quick.iterations < full.iterations == 320
+    for arms in (full.arms,
+                 detection.SETTING_ARMS):  # every arm meets its prior
+        assert {PRIORS[a] for a in arms if a in PRIORS} <= set(arms)
+    assert quick.iterations < full.iterations == detection.BUDGET_EPOCHS * 75
+    assert full.synthetic == detection.SETTINGS[
+        'main'] and full.eval_every is None
     assert detection_presets(False, num_seeds=3).seeds == [0, 1, 2]
     assert quick.jobs == 1 and detection_presets(True, jobs=3).jobs == 3
+    curve = detection.curve_preset(False)
+    assert curve.name == 'curve' and curve.synthetic == detection.SETTINGS[
+        'main']
+    assert curve.iterations > full.iterations and curve.eval_every >= 1
+    others = detection.setting_presets(False)
+    assert [p.name
+            for p in others] == [n for n in detection.SETTINGS if n != 'main']
+    for preset in others:  # the same budget, another data setting
+        assert preset.iterations == full.iterations
+        assert preset.arms == detection.SETTING_ARMS and preset.seeds == [
+            0, 1, 2
+        ]
+        assert preset.data_dir != full.data_dir
+    assert curve.data_dir == full.data_dir  # the same data, made once
     with pytest.raises(ValueError, match='arms'):
         DetectionPreset(seeds=[0], epochs=1, images_per_epoch=1, arms=())
     with pytest.raises(ValueError, match='jobs must be >= 1'):
@@ -158,6 +183,8 @@ def fake_result() -> dict:
             if arm != 'class_aware':
                 rec.update(share_hard_images=15.0, mass_hard_images=20.0)
             if ARMS[arm][1] is not None:
+                rec.update(lift_hard=1.3, lift_r=0.9, lift_c=1.0, lift_f=1.1)
+            if ARMS[arm][1] is not None:
                 rec.update(
                     d_hard=1.2,
                     d_normal=0.9,
@@ -177,6 +204,8 @@ def fake_result() -> dict:
             frequency=['f'] * 7 + ['c'] * 7 + ['r'] * 6,
             hard_variant_classes=['x'] * 7),
         versions=dict(mmdet='3.3.0'),
+        num_hard_val=201,
+        num_normal_val=300,
         seconds=100.0)
 
 
@@ -190,8 +219,8 @@ def test_render_and_plot(tmp_path):
     header = ('| arm | AP | AP50 | APr | APc | APf | hard recall '
               '| normal recall |')
     assert header in text
-    for heading in ('### Setting', '### Paired difference to the prior',
-                    '### What the difficulty signal did', '<details>'):
+    for heading in ('#### Setting', '#### Paired difference to the prior',
+                    '#### What the difficulty signal did', '<details>'):
         assert heading in text
     # Tables and figures only: the conclusions are written by people.
     assert 'Reading' not in text
@@ -204,6 +233,110 @@ def test_render_and_plot(tmp_path):
     for arm in ARMS:
         hook = ARMS[arm][1] is not None
         assert text.count(f'| {ARM_LABELS[arm]} | ') == 1 + 2 + hook
+    assert '| lift hard | lift r | lift c | lift f |' in text
+    assert '200 validation images with 201 hard variants' not in text
+    assert 'with 201 hard variants and 300 normal objects' in text
+
+
+def test_plateau_iteration():
+    from projects.evidence.detection_report import plateau_iteration
+
+    def points(aps):
+        return [dict(iteration=100 * (i + 1), AP=a) for i, a in enumerate(aps)]
+
+    # 400: AP(400) / AP(300) = 1.25; 800: 40 / AP(600) = 40 / 38 < 1.1.
+    curve = points([5, 20, 24, 30, 34, 38, 39, 40, 55])
+    found, gains = plateau_iteration(curve, constant_until=800)
+    assert found == 800
+    assert len(gains) == 8 and np.isnan(gains[0])  # 75 < the first point
+    assert gains[3] == pytest.approx(30 / 24 - 1)
+    # AP at 3/4 of 500 = 375: interpolated between 300 and 400.
+    assert gains[4] == pytest.approx(34 / (24 + 0.75 * 6) - 1)
+    # The decay's jump (iteration 900) is not used; no plateau before it.
+    assert plateau_iteration(points([5, 10, 20, 40]), 400)[0] is None
+
+
+def across_results(diff_aprs):
+    """Settings where a variant beats the default on APr by diff_aprs."""
+    results = []
+    for name, diff in zip(detection.SETTINGS, diff_aprs):
+        records = []
+        for seed in range(3):
+            for arm, apr in (('rfs', 10.0), ('difficulty_rfs', 11.0),
+                             ('difficulty_rfs_class_norm', 11.0 + diff)):
+                records.append(
+                    dict(
+                        method=arm,
+                        seed=seed,
+                        AP=30.0 + seed,
+                        APr=apr + 0.1 * seed * (arm != 'rfs'),
+                        recall_hard=50.0,
+                        recall_normal=80.0))
+        results.append(
+            dict(preset=dict(name=name), iterations=1200, records=records))
+    return results
+
+
+def test_default_rule():
+    from projects.evidence.detection_report import (default_rule,
+                                                    render_across,
+                                                    render_which_sampler)
+    rule = default_rule(across_results([2.0, 2.0, 0.0]))
+    assert rule['difficulty_rfs_class_norm'] == dict(
+        measured=list(detection.SETTINGS),
+        wins=['main', 'harder'],
+        losses=[],
+        replaces=True)
+    assert not default_rule(across_results([
+        2.0, 0.0, 0.0
+    ]))['difficulty_rfs_class_norm']['replaces']  # one setting is not enough
+    text = render_across(across_results([2.0, 2.0, 0.0]))
+    assert 'replaces the default' in text
+    table = render_which_sampler(across_results([0.0, 0.0, 0.0]))
+    assert table.count('| main: ') == 1
+    assert 'gain shown (APr)' in table  # difficulty x RFS: APr +1 every seed
+    assert 'the default stays difficulty × RFS' in table
+
+
+def test_run_keys_and_store(tmp_path):
+    from projects.evidence.detection_store import ResultStore, run_key
+    preset = DetectionPreset(seeds=[0], epochs=3, images_per_epoch=10)
+    key = run_key(preset, 'difficulty_rfs', 0)
+    assert key == run_key(
+        DetectionPreset(
+            seeds=[0, 1, 2],
+            epochs=3,
+            images_per_epoch=10,
+            jobs=4,
+            work_dir=str(tmp_path)), 'difficulty_rfs', 0)
+    others = {
+        run_key(preset, 'rfs', 0),
+        run_key(preset, 'difficulty_rfs', 1),
+        run_key(
+            DetectionPreset(seeds=[0], epochs=4, images_per_epoch=10),
+            'difficulty_rfs', 0),
+        run_key(
+            DetectionPreset(
+                seeds=[0],
+                epochs=3,
+                images_per_epoch=10,
+                synthetic=dict(detection.SETTINGS['harder'])),
+            'difficulty_rfs', 0)
+    }
+    assert key not in others and len(others) == 4
+    store = ResultStore(str(tmp_path / 'r.json'))
+    store.groups['main'] = dict(runs=[key, 'missing'], seconds=1.0)
+    store.add(key, dict(method='difficulty_rfs', AP=float('nan')))
+    store.save()
+    again = ResultStore(str(tmp_path / 'r.json'))
+    assert again.get(key)['key'] == key and again.get('missing') is None
+    assert [r['method']
+            for r in again.result('main')['records']] == ['difficulty_rfs']
+    with pytest.raises(KeyError, match='run its section first'):
+        again.result('harder')
+    (tmp_path / 'bad.json').write_text('{"format": 0}')
+    with pytest.raises(ValueError, match='results format'):
+        ResultStore(str(tmp_path / 'bad.json'))
 
 
 # ----------------------------------------------------------------------
@@ -244,19 +377,31 @@ def test_detection_section_micro(tmp_path, monkeypatch, synthetic_lvis_root):
     micro = micro_preset(synthetic_lvis_root, str(tmp_path / 'work'))
     monkeypatch.setattr(detection, 'detection_presets',
                         lambda quick, num_seeds, work_dir, jobs: micro)
+    monkeypatch.setattr(tool, 'DETECTION_WORK', str(tmp_path / 'work'))
     fig_dir = tmp_path / 'figures'
-    text = section.run(
-        tool.SectionContext(
-            quick=True, num_seeds=1, fig_dir=str(fig_dir), fig_rel='figures'))
+    ctx = tool.SectionContext(
+        quick=True, num_seeds=1, fig_dir=str(fig_dir), fig_rel='figures')
+    text = section.run(ctx)
     assert '| arm | AP | AP50 | APr |' in text
     assert '| Uniform | ' in text and '| Difficulty, flat (w ∝ D) | ' in text
     assert (fig_dir / 'detection_ap.png').stat().st_size > 0
-    result = json.loads((tmp_path / 'work' / 'results.json').read_text())
-    assert [r['iterations'] for r in result['records']] == [2, 2]
-    dif = result['records'][1]
+    saved = json.loads((tmp_path / 'work' / 'quick.json').read_text())
+    runs = [saved['runs'][k] for k in saved['groups']['main']['runs']]
+    assert [r['iterations'] for r in runs] == [2, 2]
+    dif = runs[1]
     assert dif['method'] == 'difficulty' and dif['d_hard'] > 0
     assert len(dif['d_hard_by_epoch']) == 2
     assert 0 <= dif['mass_hard_images'] <= 100
+    # The prior alone is what the lift compares with; 'difficulty' draws
+    # from D alone, 'uniform' has no D (no lift).
+    assert dif['lift_hard'] > 0 and 'lift_hard' not in runs[0]
+    assert ctx.provenance[2] == ' '.join(__import__('sys').argv[1:])
+    # Started again, the section trains nothing: both runs are recorded.
+    monkeypatch.setattr(
+        detection, '_train_all',
+        lambda preset, runs: pytest.fail(f'trained {runs} again'))
+    assert section.run(ctx) == text.replace('figures/detection_ap.png',
+                                            'figures/detection_ap.png')
 
 
 #: What a record may differ in between two runs of the same (method, seed).
@@ -279,7 +424,7 @@ def test_parallel_runs_match_in_process_runs(tmp_path, synthetic_lvis_root):
     lines = []
     parallel = run_detection(micro(2), progress=lines.append)
     serial = run_detection(micro(1), progress=None)
-    assert len(lines) == 2 and lines[-1].endswith('(2/2)')
+    assert len(lines) == 2 and '(2/2; ' in lines[-1] and 'ETA' in lines[-1]
     order = [(r['method'], r['seed']) for r in parallel['records']]
     assert order == [('difficulty', 0), ('difficulty', 1)]
 
@@ -293,7 +438,8 @@ def test_parallel_runs_match_in_process_runs(tmp_path, synthetic_lvis_root):
     # The seeds differ, so the records are not trivially equal.
     assert strip(serial['records'][0]) != strip(serial['records'][1])
     saved = json.loads((tmp_path / 'jobs2' / 'results.json').read_text())
-    assert [(r['method'], r['seed']) for r in saved['records']] == order
+    assert [(saved['runs'][k]['method'], saved['runs'][k]['seed'])
+            for k in saved['groups']['main']['runs']] == order
 
 
 # ----------------------------------------------------------------------
@@ -344,3 +490,29 @@ def test_demo_reads_the_runs_own_log(tmp_path):
     assert '| median (range) | 40.0 (36.0-44.0) |' in text
     line = render_demo_readme(result)
     assert 'bbox AP 40.0 (36.0-44.0)' in line and '7.0 min' in line
+
+
+def test_committed_detection_tables_come_from_their_json():
+    """Every table row of docs/results.md's detection blocks is what the
+    committed docs/results/detection.json renders (so the json can be
+    rechecked without rerunning, and the tables cannot drift from it)."""
+    from projects.evidence.detection_report import render_curve
+    from projects.evidence.detection_store import ResultStore
+    store = ResultStore(
+        osp.join(REPO_ROOT, 'docs', 'results', 'detection.json'))
+    with open(osp.join(REPO_ROOT, 'docs', 'results.md')) as f:
+        text = f.read()
+    rendered = 0
+    for name in store.groups:
+        result = store.result(name)
+        if not result['records']:
+            continue
+        if name == 'curve':
+            body = render_curve(result, [], 'figures')
+        else:
+            body = render_detection(result, [], 'figures')
+        rows = [line for line in body.splitlines() if line.startswith('| ')]
+        missing = [row for row in rows if row not in text]
+        assert not missing, (name, missing[:3])
+        rendered += len(rows)
+    assert rendered > 0, 'docs/results/detection.json has no runs'

@@ -262,8 +262,10 @@ def load_tool():
 
 def test_tool_merge_keeps_other_sections_and_prose():
     tool = load_tool()
-    assert [s.name for s in tool.SECTIONS
-            ] == ['digits', 'tabular', 'detection', 'demo']
+    assert [s.name for s in tool.SECTIONS] == [
+        'digits', 'tabular', 'detection_curve', 'detection',
+        'detection_settings', 'demo'
+    ]
     first = tool.merge('', {'tabular': 'T1\n', 'digits': 'D1\n'})
     assert first.startswith(tool.TITLE)
     assert first.index('D1') < first.index('T1')

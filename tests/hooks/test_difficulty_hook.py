@@ -11,7 +11,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
 from mmdiff.analysis.dump import load_dump
-from mmdiff.core import DifficultyState
+from mmdiff.core import DifficultyState, fill_unseen
 from mmdiff.core.records import EpochRecords
 from mmdiff.hooks import CHECKPOINT_KEY, DifficultyHook
 from mmdiff.hooks import checkpoint as checkpoint_module
@@ -499,3 +499,33 @@ def test_a_malformed_state_is_not_called_another_dataset(
             _hook(fresh).before_train(fresh)
         if match == 'malformed':
             assert 'another dataset' not in str(err.value)
+
+
+def test_class_normalised_difficulty_reaches_the_sampler(
+        synthetic_lvis_root: str, tmp_path: Any) -> None:
+    """normalize='class': the sampler draws by D over its class's mean D,
+    computed here in loops from the hook's raw D."""
+    cfg = tiny_demo_cfg(synthetic_lvis_root, str(tmp_path))
+    cfg.train_dataloader.sampler.update(scheme='paper')
+    cfg.custom_hooks[0].update(normalize='class', reduce='sum')
+    runner = _build(cfg)
+    hook = _one_epoch_of_records(runner)
+    raw = fill_unseen(hook.state.difficulty()[:len(hook.instance_labels)],
+                      hook.state.observed[:len(hook.instance_labels)],
+                      hook.instance_labels, hook.unseen)
+    labels = hook.instance_labels.tolist()
+    want = []
+    for i, label in enumerate(labels):
+        same = [raw[j] for j, m in enumerate(labels) if m == label]
+        want.append(raw[i] / (sum(same) / len(same)))
+    got = hook.instance_difficulty()
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert not np.allclose(got, raw)  # the first batch moved two objects
+    image_d = np.zeros(hook.index.num_images)
+    np.add.at(image_d, hook.instance_image, want)  # reduce='sum'
+    image_d[np.asarray(hook.counts) == 0] = hook.empty_difficulty
+    probs = hook.index.per_index(image_d)
+    np.testing.assert_allclose(
+        hook.sampler.probabilities_for(1), probs / probs.sum())
+    with pytest.raises(ValueError, match='normalize must be one of'):
+        DifficultyHook(normalize='image')
