@@ -184,56 +184,86 @@ def run_detection_curve_section(ctx: SectionContext) -> str:
     return render_curve(result, plot_curve(result, ctx.fig_dir), ctx.fig_rel)
 
 
-def run_detection_section(ctx: SectionContext) -> str:
-    from projects.evidence.detection import detection_presets
-    from projects.evidence.detection_report import (plot_detection,
-                                                    render_detection)
+def _main_part(ctx: SectionContext, part: Tuple[str, ...]) -> dict:
+    """Train ``part`` of the main setting's arms; its records, with those of
+    the arms they are compared with (recorded by the other part)."""
+    from projects.evidence.detection import (ABLATION_OF, PRIORS,
+                                             detection_presets)
     preset = detection_presets(
         ctx.quick, ctx.num_seeds, work_dir=DETECTION_WORK, jobs=ctx.jobs)
+    preset.arms = tuple(a for a in preset.arms if a in part)
     result, = _recorded(ctx, [preset])
+    shown = set(preset.arms)
+    shown |= {PRIORS[a] for a in shown if a in PRIORS}
+    shown |= {ABLATION_OF[a] for a in shown if a in ABLATION_OF}
+    return dict(
+        result, records=[r for r in result['records'] if r['method'] in shown])
+
+
+def run_detection_section(ctx: SectionContext) -> str:
+    from projects.evidence.detection import MAIN_ARMS
+    from projects.evidence.detection_report import (plot_detection,
+                                                    render_detection)
+    result = _main_part(ctx, MAIN_ARMS)
     return render_detection(result, plot_detection(result, ctx.fig_dir),
                             ctx.fig_rel)
 
 
-def run_detection_settings_section(ctx: SectionContext) -> str:
-    from projects.evidence.detection import (SETTING_LABELS, detection_presets,
-                                             setting_presets)
+def run_detection_variants_section(ctx: SectionContext) -> str:
+    from projects.evidence.detection import VARIANT_ARMS
+    from projects.evidence.detection_report import (plot_detection,
+                                                    render_detection)
+    result = _main_part(ctx, VARIANT_ARMS)
+    return render_detection(
+        result, plot_detection(result, ctx.fig_dir, 'detection_variants'),
+        ctx.fig_rel)
+
+
+def setting_section(name: str) -> Callable[[SectionContext], str]:
+    """The section of another data setting (:data:`SETTINGS`)."""
+
+    def run(ctx: SectionContext) -> str:
+        from projects.evidence.detection import SETTING_LABELS, setting_preset
+        from projects.evidence.detection_report import render_detection
+        preset = setting_preset(
+            ctx.quick,
+            name,
+            ctx.num_seeds,
+            work_dir=DETECTION_WORK,
+            jobs=ctx.jobs)
+        result, = _recorded(ctx, [preset])
+        return render_detection(
+            result, [],
+            ctx.fig_rel,
+            title=f'Setting {name}: {SETTING_LABELS[name]}')
+
+    return run
+
+
+def run_detection_summary_section(ctx: SectionContext) -> str:
+    """Across the settings: difficulty against its prior, the default rule,
+    the README's table. Renders recorded runs only (trains nothing)."""
+    from projects.evidence.detection import SETTINGS
     from projects.evidence.detection_report import (render_across,
-                                                    render_detection,
                                                     render_which_sampler)
-    presets = setting_presets(
-        ctx.quick, ctx.num_seeds, work_dir=DETECTION_WORK, jobs=ctx.jobs)
-    results = detection_groups(ctx, presets)
-    # The main setting's runs (its own section) join the comparisons.
-    main = detection_presets(ctx.quick).name
     store = detection_store(ctx.quick)
-    everything = ([store.result(main)]
-                  if main in store.groups else []) + results
-    if not everything:
-        raise SystemExit('no recorded detection runs to compare; run the '
-                         'detection sections first')
-    if ctx.provenance is None:  # only the main setting has run
-        group = everything[0]
-        ctx.provenance = (datetime.fromtimestamp(
-            group['started'], tz=timezone.utc), 0.0, group['command'])
-    done = {r['preset']['name'] for r in results}
-    body = [render_across(everything)]
-    waiting = [p.name for p in presets if p.name not in done]
+    results = [store.result(n) for n in SETTINGS if n in store.groups]
+    if not results:
+        raise SystemExit(f'no recorded detection runs in {store.path}; run '
+                         'the detection sections first')
+    starts = [r['started'] for r in results]
+    ctx.provenance = (datetime.fromtimestamp(min(starts), tz=timezone.utc),
+                      sum(r['seconds'] for r in results),
+                      results[starts.index(min(starts))]['command'])
+    waiting = [n for n in SETTINGS if n not in store.groups]
+    body = render_across(results)
     if waiting:
-        body.append(f'Not run yet: {", ".join(waiting)} (`python '
-                    'tools/reproduce_evidence.py --sections '
-                    'detection_settings` trains them; recorded runs are '
-                    'kept).\n')
-    for result in results:
-        name = result['preset']['name']
-        body.append(
-            render_detection(
-                result, [],
-                ctx.fig_rel,
-                title=f'Setting {name}: {SETTING_LABELS[name]}'))
+        body += (f'\nNot run yet: {", ".join(waiting)} (`python '
+                 'tools/reproduce_evidence.py --sections ' +
+                 ','.join(f'detection_{n}' for n in waiting) + '`).\n')
     if not ctx.quick:
-        ctx.readme['detection'] = render_which_sampler(everything)
-    return '\n'.join(body)
+        ctx.readme['detection'] = render_which_sampler(results)
+    return body
 
 
 def run_demo_section(ctx: SectionContext) -> str:
@@ -258,8 +288,14 @@ SECTIONS: List[Section] = [
     Section(
         'detection', 'Detection re-samplers on synthetic long-tailed '
         'LVIS, main setting', run_detection_section),
-    Section('detection_settings', 'Detection: the other data settings, and '
-            'the default rule', run_detection_settings_section),
+    Section('detection_variants', 'Detection, main setting: variants of '
+            'difficulty × RFS', run_detection_variants_section),
+    Section('detection_harder', 'Detection: the harder setting',
+            setting_section('harder')),
+    Section('detection_steeper', 'Detection: the steeper setting',
+            setting_section('steeper')),
+    Section('detection_summary', 'Detection across the settings, and the '
+            'default rule', run_detection_summary_section),
     Section('demo', 'The README demo over seeds', run_demo_section),
 ]
 

@@ -50,8 +50,8 @@ __all__ = [
     'ARMS', 'FULL_ARMS', 'SETTING_ARMS', 'DEFAULT_ARM', 'PRIORS',
     'ABLATION_OF', 'ARM_LABELS', 'DEMO_CONFIG', 'SETTINGS', 'SETTING_LABELS',
     'DetectionPreset', 'FixedLengthClassAwareSampler', 'MetricCurve',
-    'detection_presets', 'curve_preset', 'setting_presets',
-    'build_detection_cfg', 'run_detection'
+    'detection_presets', 'curve_preset', 'setting_preset', 'MAIN_ARMS',
+    'VARIANT_ARMS', 'QUICK_ARMS', 'build_detection_cfg', 'run_detection'
 ]
 
 #: Arm -> (sampler: a DifficultyClassAwareSampler scheme, or
@@ -86,12 +86,17 @@ SAMPLER_OPTIONS = {
     'difficulty_rfs_max_beta3': dict(beta=3.0),
     'difficulty_max_t3': dict(temperature=1 / 3),
 }
-#: The arms of the main setting: the samplers, their difficulty versions,
-#: and the variants aimed at detection's few epochs.
-FULL_ARMS = ('uniform', 'rfs', 'irfs', 'class_aware', 'difficulty',
-             'difficulty_rfs', 'difficulty_irfs', 'difficulty_class_aware',
-             'difficulty_rfs_class_norm', 'difficulty_rfs_max_beta3',
-             'difficulty_rfs_eval_pass1', 'difficulty_rfs_c025')
+#: The main setting's arms, in two sections of <= 100 min on 2 cores
+#: each: the priors with and without difficulty (``detection``), and the
+#: variants aimed at detection's few epochs (``detection_variants``). IRFS,
+#: difficulty x IRFS and the other arms of ARMS run on request (--arms).
+MAIN_ARMS = ('uniform', 'rfs', 'class_aware', 'difficulty_rfs',
+             'difficulty_class_aware')
+VARIANT_ARMS = ('difficulty_rfs_class_norm', 'difficulty_rfs_max_beta3',
+                'difficulty_rfs_c025', 'difficulty_rfs_eval_pass1')
+FULL_ARMS = MAIN_ARMS + VARIANT_ARMS
+#: The main setting of ``--quick``.
+QUICK_ARMS = ('uniform', 'rfs', 'difficulty_rfs', 'difficulty_rfs_class_norm')
 #: The arms of the other settings: two priors with and without
 #: difficulty, and the variant chosen before they ran (docs/results.md).
 SETTING_ARMS = ('rfs', 'difficulty_rfs', 'class_aware',
@@ -368,12 +373,12 @@ def _preset(quick: bool,
 def detection_presets(quick: bool,
                       num_seeds: Optional[int] = None,
                       work_dir: Optional[str] = None,
-                      jobs: int = 1) -> DetectionPreset:
+                      jobs: int = 1,
+                      arms: Optional[Sequence[str]] = None) -> DetectionPreset:
     """The main setting as ``tools/reproduce_evidence.py`` runs it.
 
-    Full: :data:`FULL_ARMS`, 5 seeds, :data:`BUDGET_EPOCHS` epochs of the
-    300 training images. Quick: uniform, RFS and difficulty x RFS, 1 seed,
-    3 epochs of 120 images, 200 validation images.
+    Full: 5 seeds, :data:`BUDGET_EPOCHS` epochs of the 300 training images.
+    Quick: 1 seed, 3 epochs of 120 images, 200 validation images.
 
     Args:
         quick (bool): The short setting.
@@ -381,9 +386,12 @@ def detection_presets(quick: bool,
             Defaults to 1 (quick) / 5 (full).
         work_dir (str, optional): Overrides the work dir.
         jobs (int): Runs trained at once. Defaults to 1.
+        arms (Sequence[str], optional): Defaults to :data:`FULL_ARMS`
+            (quick: uniform, RFS, difficulty x RFS and D / class mean).
     """
     num = num_seeds if num_seeds is not None else (1 if quick else 5)
-    arms = ('uniform', 'rfs', 'difficulty_rfs') if quick else FULL_ARMS
+    if arms is None:
+        arms = QUICK_ARMS if quick else FULL_ARMS
     return _preset(quick, 'main', arms, list(range(num)), work_dir, jobs)
 
 
@@ -398,19 +406,20 @@ def curve_preset(quick: bool,
     return preset
 
 
-def setting_presets(quick: bool,
-                    num_seeds: Optional[int] = None,
-                    work_dir: Optional[str] = None,
-                    jobs: int = 1) -> List[DetectionPreset]:
-    """The other settings of :data:`SETTINGS`: :data:`SETTING_ARMS` x 3
-    seeds each at the main budget (quick: 1 seed, RFS and difficulty x
-    RFS, small)."""
+def setting_preset(quick: bool,
+                   name: str,
+                   num_seeds: Optional[int] = None,
+                   work_dir: Optional[str] = None,
+                   jobs: int = 1) -> DetectionPreset:
+    """Another setting of :data:`SETTINGS`: :data:`SETTING_ARMS` x 3 seeds
+    at the main budget (quick: 1 seed, RFS and difficulty x RFS, small)."""
+    if name not in SETTINGS or name == 'main':
+        others = [n for n in SETTINGS if n != 'main']
+        raise ValueError(
+            f'name must be one of the other settings {others}, got {name!r}')
     num = num_seeds if num_seeds is not None else (1 if quick else 3)
     arms = ('rfs', 'difficulty_rfs') if quick else SETTING_ARMS
-    return [
-        _preset(quick, name, arms, list(range(num)), work_dir, jobs)
-        for name in SETTINGS if name != 'main'
-    ]
+    return _preset(quick, name, arms, list(range(num)), work_dir, jobs)
 
 
 def _sampler_cfg(arm: str, preset: DetectionPreset) -> dict:

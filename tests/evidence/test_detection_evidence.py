@@ -142,20 +142,21 @@ def test_presets():
     assert curve.name == 'curve' and curve.synthetic == detection.SETTINGS[
         'main']
     assert curve.iterations > full.iterations and curve.eval_every >= 1
-    others = detection.setting_presets(False)
-    assert [p.name
-            for p in others] == [n for n in detection.SETTINGS if n != 'main']
+    others = [
+        detection.setting_preset(False, n) for n in detection.SETTINGS
+        if n != 'main'
+    ]
+    assert [p.name for p in others] == ['harder', 'steeper']
     for preset in others:  # the same budget, another data setting
         assert preset.iterations == full.iterations
-        assert preset.arms == detection.SETTING_ARMS and preset.seeds == [
-            0, 1, 2
-        ]
+        assert preset.arms == detection.SETTING_ARMS
+        assert preset.seeds == [0, 1, 2]
         assert preset.data_dir != full.data_dir
-    assert curve.data_dir == full.data_dir  # the same data, made once
-    with pytest.raises(ValueError, match='arms'):
-        DetectionPreset(seeds=[0], epochs=1, images_per_epoch=1, arms=())
-    with pytest.raises(ValueError, match='jobs must be >= 1'):
-        DetectionPreset(seeds=[0], epochs=1, images_per_epoch=1, jobs=0)
+    with pytest.raises(ValueError, match='other settings'):
+        detection.setting_preset(False, 'main')
+    names = {s.name for s in load_tool().SECTIONS}
+    assert {f'detection_{n}'
+            for n in detection.SETTINGS if n != 'main'} <= names
 
 
 # ----------------------------------------------------------------------
@@ -352,14 +353,15 @@ def load_tool():
 
 
 def micro_preset(data_root: str, work_dir: str, **kwargs) -> DetectionPreset:
-    """Two epochs of 2-image batches, uniform and difficulty, tiny data."""
+    """Two epochs of 2-image batches, uniform and difficulty x RFS, tiny
+    data."""
     kwargs = dict(
         dict(
             seeds=[0],
             epochs=2,
             images_per_epoch=2,
             batch_size=2,
-            arms=('uniform', 'difficulty')), **kwargs)
+            arms=('uniform', 'difficulty_rfs')), **kwargs)
     return DetectionPreset(
         warmup_iters=1,
         decay_epochs=1,
@@ -376,24 +378,23 @@ def test_detection_section_micro(tmp_path, monkeypatch, synthetic_lvis_root):
     section = {s.name: s for s in tool.SECTIONS}['detection']
     micro = micro_preset(synthetic_lvis_root, str(tmp_path / 'work'))
     monkeypatch.setattr(detection, 'detection_presets',
-                        lambda quick, num_seeds, work_dir, jobs: micro)
+                        lambda *args, **kwargs: micro)
     monkeypatch.setattr(tool, 'DETECTION_WORK', str(tmp_path / 'work'))
     fig_dir = tmp_path / 'figures'
     ctx = tool.SectionContext(
         quick=True, num_seeds=1, fig_dir=str(fig_dir), fig_rel='figures')
     text = section.run(ctx)
     assert '| arm | AP | AP50 | APr |' in text
-    assert '| Uniform | ' in text and '| Difficulty, flat (w ∝ D) | ' in text
+    assert '| Uniform | ' in text and '| Difficulty × RFS | ' in text
     assert (fig_dir / 'detection_ap.png').stat().st_size > 0
     saved = json.loads((tmp_path / 'work' / 'quick.json').read_text())
     runs = [saved['runs'][k] for k in saved['groups']['main']['runs']]
     assert [r['iterations'] for r in runs] == [2, 2]
     dif = runs[1]
-    assert dif['method'] == 'difficulty' and dif['d_hard'] > 0
+    assert dif['method'] == 'difficulty_rfs' and dif['d_hard'] > 0
     assert len(dif['d_hard_by_epoch']) == 2
     assert 0 <= dif['mass_hard_images'] <= 100
-    # The prior alone is what the lift compares with; 'difficulty' draws
-    # from D alone, 'uniform' has no D (no lift).
+    # The lift compares D x RFS with RFS alone; 'uniform' has no D.
     assert dif['lift_hard'] > 0 and 'lift_hard' not in runs[0]
     assert ctx.provenance[2] == ' '.join(__import__('sys').argv[1:])
     # Started again, the section trains nothing: both runs are recorded.

@@ -264,7 +264,8 @@ def test_tool_merge_keeps_other_sections_and_prose():
     tool = load_tool()
     assert [s.name for s in tool.SECTIONS] == [
         'digits', 'tabular', 'detection_curve', 'detection',
-        'detection_settings', 'demo'
+        'detection_variants', 'detection_harder', 'detection_steeper',
+        'detection_summary', 'demo'
     ]
     first = tool.merge('', {'tabular': 'T1\n', 'digits': 'D1\n'})
     assert first.startswith(tool.TITLE)
