@@ -149,8 +149,8 @@ def detection_groups(ctx: SectionContext, presets: list) -> List[dict]:
     command = ' '.join(sys.argv[1:])
     results = []
     for preset in presets:
-        if ctx.arms is not None:
-            preset.arms = tuple(a for a in preset.arms if a in ctx.arms)
+        if ctx.arms is not None:  # any arm of ARMS, into this group
+            preset.arms = ctx.arms
         if not ctx.from_results and preset.arms:
             results.append(
                 run_detection(preset, meta=dict(command=command), store=store))
@@ -184,18 +184,27 @@ def run_detection_curve_section(ctx: SectionContext) -> str:
     return render_curve(result, plot_curve(result, ctx.fig_dir), ctx.fig_rel)
 
 
-def _main_part(ctx: SectionContext, part: Tuple[str, ...]) -> dict:
-    """Train ``part`` of the main setting's arms; its records, with those of
-    the arms they are compared with (recorded by the other part)."""
+def _main_part(ctx: SectionContext, part: Tuple[str, ...],
+               ablations: bool) -> dict:
+    """Train ``part`` of the main setting's arms. Returns the group with
+    the records of its samplers (``ablations`` False: every arm that is
+    not a one-option change of another) or of its ablations and the arms
+    they are compared with (True)."""
     from projects.evidence.detection import (ABLATION_OF, PRIORS,
                                              detection_presets)
     preset = detection_presets(
-        ctx.quick, ctx.num_seeds, work_dir=DETECTION_WORK, jobs=ctx.jobs)
-    preset.arms = tuple(a for a in preset.arms if a in part)
+        ctx.quick,
+        ctx.num_seeds,
+        work_dir=DETECTION_WORK,
+        jobs=ctx.jobs,
+        arms=part)
     result, = _recorded(ctx, [preset])
-    shown = set(preset.arms)
-    shown |= {PRIORS[a] for a in shown if a in PRIORS}
-    shown |= {ABLATION_OF[a] for a in shown if a in ABLATION_OF}
+    recorded = {r['method'] for r in result['records']}
+    if ablations:
+        shown = recorded & set(ABLATION_OF)
+        shown |= {PRIORS[a] for a in shown} | {ABLATION_OF[a] for a in shown}
+    else:
+        shown = recorded - set(ABLATION_OF)
     return dict(
         result, records=[r for r in result['records'] if r['method'] in shown])
 
@@ -204,16 +213,19 @@ def run_detection_section(ctx: SectionContext) -> str:
     from projects.evidence.detection import MAIN_ARMS
     from projects.evidence.detection_report import (plot_detection,
                                                     render_detection)
-    result = _main_part(ctx, MAIN_ARMS)
+    result = _main_part(ctx, MAIN_ARMS, ablations=False)
     return render_detection(result, plot_detection(result, ctx.fig_dir),
                             ctx.fig_rel)
 
 
 def run_detection_variants_section(ctx: SectionContext) -> str:
-    from projects.evidence.detection import VARIANT_ARMS
+    from projects.evidence.detection import ABLATION_OF, VARIANT_ARMS
     from projects.evidence.detection_report import (plot_detection,
                                                     render_detection)
-    result = _main_part(ctx, VARIANT_ARMS)
+    result = _main_part(ctx, VARIANT_ARMS, ablations=True)
+    if not any(r['method'] in ABLATION_OF for r in result['records']):
+        return ('Not run yet: `python tools/reproduce_evidence.py '
+                '--sections detection_variants` trains them.\n')
     return render_detection(
         result, plot_detection(result, ctx.fig_dir, 'detection_variants'),
         ctx.fig_rel)
@@ -231,6 +243,11 @@ def setting_section(name: str) -> Callable[[SectionContext], str]:
             ctx.num_seeds,
             work_dir=DETECTION_WORK,
             jobs=ctx.jobs)
+        if ctx.from_results and name not in detection_store(ctx.quick).groups:
+            return (f'Not run yet: `python tools/reproduce_evidence.py '
+                    f'--sections detection_{name}` trains its '
+                    f'{len(preset.arms) * len(preset.seeds)} runs (recorded '
+                    'as they finish).\n')
         result, = _recorded(ctx, [preset])
         return render_detection(
             result, [],
@@ -339,9 +356,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--arms',
         default=None,
-        help='detection: comma-separated arms to train (of each '
-        'section\'s own; default: all), e.g. to finish a long section '
-        'in parts')
+        help='detection: comma-separated arms to train instead of each '
+        'section\'s own (any arm of projects/evidence/detection.ARMS, '
+        'e.g. irfs,difficulty_irfs into the main setting; the recorded '
+        'runs of the others stay in the tables)')
     parser.add_argument(
         '--jobs',
         type=int,
@@ -488,6 +506,9 @@ def update_readme(path: str, blocks: Dict[str, str]) -> List[str]:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    quick_runs = osp.join(DETECTION_WORK, 'quick.json')
+    if args.quick and not args.from_results and osp.exists(quick_runs):
+        os.remove(quick_runs)  # --quick measures from scratch every time
     out = osp.abspath(args.out)
     fig_dir = osp.abspath(
         args.fig_dir or osp.join(osp.dirname(out), 'figures'))

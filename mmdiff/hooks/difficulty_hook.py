@@ -89,7 +89,9 @@ class DifficultyHook(DifficultyCheckpoint, Hook):
         normalize (str): 'none' (D as it is) or 'class' (D over the mean
             D of the object's class, so that under a class prior D only
             ranks objects within their class); see
-            :func:`mmdiff.core.normalize_difficulty`. Defaults to 'none'.
+            :func:`mmdiff.core.normalize_difficulty`. The logs and dumps
+            then hold the normalised D (each class's mean is 1).
+            Defaults to 'none'.
     """
 
     priority = 'NORMAL'  # before CheckpointHook (VERY_LOW) saves the epoch

@@ -44,7 +44,7 @@ from mmdiff.analysis.dump import find_dumps, load_dump
 from mmdiff.datasets import ensure_synthetic_lvis
 from mmdiff.datasets.synthetic.write import HARD_KEY
 from mmdiff.hooks import DifficultyHook
-from .detection_store import ResultStore, run_key, schedule_of
+from .detection_store import ResultStore, recipe_sha, run_key, schedule_of
 
 __all__ = [
     'ARMS', 'FULL_ARMS', 'SETTING_ARMS', 'DEFAULT_ARM', 'PRIORS',
@@ -104,7 +104,10 @@ SETTING_ARMS = ('rfs', 'difficulty_rfs', 'class_aware',
 #: The arm the configs' defaults correspond to (configs/lvis_difficulty.py:
 #: repeat factors x D, online, mean over objects, c = 1).
 DEFAULT_ARM = 'difficulty_rfs'
-#: The prior of every hook arm: the same sampler with flat difficulty.
+#: The prior of every hook arm: the same sampler with flat difficulty,
+#: except for difficulty x class-aware, compared with mmdet's
+#: ClassAwareSampler (the baseline users run; its round-robin over classes
+#: draws the same images in expectation as flat D, not the same draws).
 PRIORS = {
     'difficulty': 'uniform',
     'difficulty_rfs': 'rfs',
@@ -805,8 +808,13 @@ def run_detection(preset: DetectionPreset,
         old = store.groups.get(name, {})
         listed = list(keys)
         if old.get('schedule') == schedule_of(preset):
-            # Runs of the same schedule (other arms or seeds) stay listed.
-            listed = [k for k in old['runs'] if k not in keys] + keys
+            # Runs of the same schedule (other arms or seeds) stay listed,
+            # but not an older record of an (arm, seed) planned here.
+            planned = {(arm, seed) for arm, seed, _ in runs}
+            listed = [
+                k for k in old['runs'] if k not in keys and k in store.runs and
+                (store.runs[k]['method'], store.runs[k]['seed']) not in planned
+            ] + keys
         else:
             old = {}
         store.groups[name] = _group(
@@ -817,7 +825,8 @@ def run_detection(preset: DetectionPreset,
                    for k in ('started', 'seconds')
                    if k in old}, **(meta or {})))
         seconds = store.groups[name]['seconds']
-        todo = [i for i, k in enumerate(keys) if store.get(k) is None]
+        recipe = recipe_sha(preset)
+        todo = [i for i, k in enumerate(keys) if store.get(k, recipe) is None]
         if progress is not None and len(todo) < len(runs):
             progress(f'[detection {name}] {len(runs) - len(todo)} of '
                      f'{len(runs)} runs recorded in {store.path}; training '
@@ -827,7 +836,8 @@ def run_detection(preset: DetectionPreset,
         # Nothing to train (all recorded): no pool is started.
         trained = _train_all(preset, [runs[i] for i in todo]) if todo else ()
         for index, rec in trained:
-            store.add(keys[todo[index]], dict(rec, setting=name))
+            store.add(keys[todo[index]],
+                      dict(rec, setting=name, recipe_sha=recipe))
             finished += 1
             store.groups[name]['seconds'] = seconds + (
                 time.perf_counter() - start)

@@ -65,7 +65,8 @@ def _setting(result: dict) -> List[str]:
         f"for the last {p['decay_epochs']} epochs.",
         f"- Budget: {p['epochs']} epochs of {p['images_per_epoch']} images "
         f"= **{result['iterations']} iterations for every run**.",
-        f"- Seeds: {p['seeds']}; collapsed runs (AP < 1): {collapsed} of "
+        f"- Seeds recorded: {sorted({r['seed'] for r in recs})} (planned: "
+        f"{p['seeds']}); collapsed runs (AP < 1): {collapsed} of "
         f'{len(recs)}. Training time per run: median '
         f'{np.median(train_s):.0f} s, {p["threads"]} torch thread(s), '
         f"whole setting {result['seconds'] / 60:.0f} min of wall time "
@@ -475,6 +476,15 @@ def default_rule(results: Sequence[dict]) -> Dict[str, dict]:
     return out
 
 
+def _outcome(rule: dict) -> str:
+    if rule['replaces']:
+        return 'replaces the default'
+    if len(rule['measured']) < 2:
+        return ('cannot meet the rule yet: measured in '
+                f"{len(rule['measured'])} setting")
+    return 'the default stays'
+
+
 def render_across(results: Sequence[dict]) -> str:
     """Markdown: difficulty against its prior in every setting, and the
     default rule's outcome."""
@@ -514,8 +524,7 @@ def render_across(results: Sequence[dict]) -> str:
             _row([
                 ARM_LABELS[arm], ', '.join(r['measured']), ', '.join(r['wins'])
                 or 'none', ', '.join(r['losses']) or 'none',
-                'replaces the default'
-                if r['replaces'] else 'the default stays'
+                _outcome(r)
             ]))
     return '\n'.join(lines + [''])
 
@@ -524,7 +533,9 @@ def _verdict(result: dict, arm: str, ref: str) -> str:
     ap, apr, hard = (
         _pair(result, k, arm, ref) for k in ('AP', 'APr', 'recall_hard'))
     if ap is None:
-        return 'not run'
+        p = paired_difference(result['records'], 'AP', arm, ref)
+        return ('not run' if p is None else
+                f"{p['n']} seed recorded so far (an interval needs 2)")
 
     def show(p: dict) -> str:
         return f"{p['mean']:+.1f} [{p['ci95'][0]:+.1f}, {p['ci95'][1]:+.1f}]"

@@ -30,10 +30,15 @@ import os.path as osp
 from typing import Any, Dict, List, Optional
 
 __all__ = [
-    'FORMAT_VERSION', 'KEY_FIELDS', 'schedule_of', 'run_key', 'ResultStore'
+    'FORMAT_VERSION', 'HARNESS_VERSION', 'KEY_FIELDS', 'schedule_of',
+    'recipe_sha', 'run_key', 'ResultStore'
 ]
 
 FORMAT_VERSION = 1
+#: Bump when the harness or mmdiff changes what a run measures (the
+#: metrics, the signal, the hook's arithmetic): every key changes, so no
+#: record of the old code is reused. Version 1 adds nothing to the keys.
+HARNESS_VERSION = 1
 #: The preset's fields that decide a run's outcome (with the arm and seed).
 KEY_FIELDS = ('epochs', 'images_per_epoch', 'batch_size', 'lr', 'warmup_iters',
               'decay_epochs', 'synthetic', 'rfs_thr', 'with_mask',
@@ -48,11 +53,20 @@ def schedule_of(preset: Any) -> Dict[str, Any]:
     return json.loads(json.dumps(spec))
 
 
+def recipe_sha(preset: Any) -> str:
+    """SHA-256 (16 hex digits) of the recipe file's text: a record is
+    reused only with the recipe it ran (:meth:`ResultStore.get`)."""
+    with open(preset.config, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
 def run_key(preset: Any, arm: str, seed: int) -> str:
     """The key of one run: 16 hex digits of a SHA-256 of its config."""
     from .detection import ARMS, SAMPLER_OPTIONS
     sampler, hook = ARMS[arm]
     spec = schedule_of(preset)
+    if HARNESS_VERSION > 1:
+        spec['harness'] = HARNESS_VERSION
     spec.update(
         arm=arm,
         sampler=sampler,
@@ -86,18 +100,39 @@ class ResultStore:
             self.groups = data['groups']
             self.runs = data['runs']
 
-    def get(self, key: str) -> Optional[Dict[str, Any]]:
-        """The record of a run, or None if it was not recorded."""
-        return self.runs.get(key)
+    def get(self,
+            key: str,
+            recipe: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        """The record of a run, or None if it was not recorded (or, given
+        ``recipe``, was recorded with another recipe file)."""
+        record = self.runs.get(key)
+        if record is not None and recipe is not None and record.get(
+                'recipe_sha') != recipe:
+            return None
+        return record
 
     def add(self, key: str, record: Dict[str, Any]) -> None:
         """Record a run."""
         self.runs[key] = dict(record, key=key)
 
     def records(self, group: str) -> List[Dict[str, Any]]:
-        """The recorded runs of a group, in its (seed, arm) order."""
+        """The recorded runs of a group, in its (seed, arm) order.
+
+        Raises:
+            ValueError: If two records of the group share an arm and seed
+                (the paired statistics would count one seed twice).
+        """
         keys = self.groups.get(group, {}).get('runs', [])
-        return [self.runs[k] for k in keys if k in self.runs]
+        records = [self.runs[k] for k in keys if k in self.runs]
+        seen = set()
+        for r in records:
+            if (r['method'], r['seed']) in seen:
+                raise ValueError(
+                    f'{self.path}: group {group!r} has two records of '
+                    f"{r['method']} seed {r['seed']}; remove the stale one "
+                    'from its runs list')
+            seen.add((r['method'], r['seed']))
+        return records
 
     def result(self, group: str) -> Dict[str, Any]:
         """A group as :func:`.detection_report.render_detection` reads it."""
@@ -107,7 +142,12 @@ class ResultStore:
         return dict(self.groups[group], records=self.records(group))
 
     def save(self) -> None:
-        """Write the file (to a temporary file first, then renamed)."""
+        """Write the file (to a temporary file first, then renamed).
+
+        One writer at a time: two sections running at once on the same
+        file would each write their own copy (run them one after the other,
+        or with different files).
+        """
         os.makedirs(osp.dirname(osp.abspath(self.path)), exist_ok=True)
         tmp = f'{self.path}.{os.getpid()}.tmp'
         with open(tmp, 'w') as f:
