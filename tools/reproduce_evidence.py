@@ -190,8 +190,10 @@ def _main_part(ctx: SectionContext, part: Tuple[str, ...],
     the records of its samplers (``ablations`` False: every arm that is
     not a one-option change of another) or of its ablations and the arms
     they are compared with (True)."""
-    from projects.evidence.detection import (ABLATION_OF, PRIORS,
+    from projects.evidence.detection import (ABLATION_OF, PRIORS, QUICK_ARMS,
                                              detection_presets)
+    if ctx.quick:
+        part = tuple(a for a in part if a in QUICK_ARMS)
     preset = detection_presets(
         ctx.quick,
         ctx.num_seeds,

@@ -541,7 +541,7 @@ def _verdict(result: dict, arm: str, ref: str) -> str:
         return f"{p['mean']:+.1f} [{p['ci95'][0]:+.1f}, {p['ci95'][1]:+.1f}]"
 
     gain = [
-        name for name, p in (('APr', apr), ('hard recall', hard))
+        name for name, p in (('AP', ap), ('APr', apr), ('hard recall', hard))
         if p['ci95'][0] > 0
     ]
     if ap['ci95'][1] < 0:
