@@ -65,9 +65,9 @@ class SectionContext:
             ``<!-- results: NAME begin/end -->`` block.
         from_results (bool): ``--from-results``: render the tables and
             figures from the results a section saved, without running.
-        arms (tuple[str], optional): ``--arms``: train only these of a
-            detection section's arms (the others recorded stay in its
-            tables). Defaults to None (all).
+        arms (tuple[str], optional): ``--arms``: the arms a detection
+            section trains instead of its own (the runs recorded of the
+            others stay in its tables). Defaults to None (its own).
         provenance (tuple, optional): Set by a section whose runs are
             recorded (and may have run over several sessions): (its first
             start, its seconds in all, its command).
@@ -129,11 +129,15 @@ DETECTION_RESULTS = osp.join(REPO_ROOT, 'docs', 'results', 'detection.json')
 DETECTION_WORK = osp.join(REPO_ROOT, 'work_dirs', 'evidence', 'detection')
 
 
+def quick_results() -> str:
+    """The results file of ``--quick`` (in the work dir, not committed)."""
+    return osp.join(DETECTION_WORK, 'quick.json')
+
+
 def detection_store(quick: bool) -> Any:
     """The results file of the detection sections (full or quick)."""
     from projects.evidence.detection_store import ResultStore
-    return ResultStore(
-        osp.join(DETECTION_WORK, 'quick.json') if quick else DETECTION_RESULTS)
+    return ResultStore(quick_results() if quick else DETECTION_RESULTS)
 
 
 def detection_groups(ctx: SectionContext, presets: list) -> List[dict]:
@@ -508,9 +512,8 @@ def update_readme(path: str, blocks: Dict[str, str]) -> List[str]:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    quick_runs = osp.join(DETECTION_WORK, 'quick.json')
-    if args.quick and not args.from_results and osp.exists(quick_runs):
-        os.remove(quick_runs)  # --quick measures from scratch every time
+    if args.quick and not args.from_results and osp.exists(quick_results()):
+        os.remove(quick_results())  # --quick measures from scratch every time
     out = osp.abspath(args.out)
     fig_dir = osp.abspath(
         args.fig_dir or osp.join(osp.dirname(out), 'figures'))

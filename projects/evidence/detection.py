@@ -563,13 +563,18 @@ def _signal(runner: Any, train_ann: str) -> Dict[str, float]:
     flags = train_hard_flags(index, train_ann)
     counts = index.kept_counts()
     image_of = np.repeat(np.arange(index.num_images), counts)
-    has_hard = np.zeros(index.num_images, dtype=bool)
-    has_hard[image_of[flags]] = True
+
+    def images_holding(objects: np.ndarray) -> np.ndarray:
+        """Images holding at least one of the (kept) objects flagged."""
+        held = np.zeros(index.num_images, dtype=bool)
+        held[image_of[objects]] = True
+        return held
 
     def per_image(probs: np.ndarray) -> np.ndarray:
         return np.bincount(
             index.image_of_index, weights=probs, minlength=index.num_images)
 
+    has_hard = images_holding(flags)
     probs, prior = per_image(sampler.probabilities), per_image(sampler.prior)
     out = dict(
         share_hard_images=float(has_hard.mean() * 100),
@@ -579,20 +584,20 @@ def _signal(runner: Any, train_ann: str) -> Dict[str, float]:
     if hooks:
         # What D adds to the prior: the mass under D x prior over the mass
         # the prior alone puts on the same images (same seed and epoch).
-        out['lift_hard'] = float(probs[has_hard].sum() / prior[has_hard].sum())
         frequency = [
             c['frequency'] for c in sorted(
                 load(train_ann)['categories'], key=lambda c: c['id'])
         ]
-        labels = index.kept_labels()
+        kept_labels = index.kept_labels()
+        held = dict(hard=has_hard)
         for group in 'rcf':
-            in_group = np.isin(
-                labels, [k for k, f in enumerate(frequency) if f == group])
-            has = np.zeros(index.num_images, dtype=bool)
-            has[image_of[in_group]] = True
-            if prior[has].sum() > 0:
-                out[f'lift_{group}'] = float(probs[has].sum() /
-                                             prior[has].sum())
+            held[group] = images_holding(
+                np.isin(kept_labels,
+                        [k for k, f in enumerate(frequency) if f == group]))
+        for name, images in held.items():
+            if prior[images].sum() > 0:
+                out[f'lift_{name}'] = float(probs[images].sum() /
+                                            prior[images].sum())
     if hooks and hooks[0].state is not None:
         hook = hooks[0]
         labels = hook.instance_labels
@@ -613,6 +618,16 @@ def _signal(runner: Any, train_ann: str) -> Dict[str, float]:
     return out
 
 
+def _table_metrics(metrics: Dict[str, float]) -> Dict[str, float]:
+    """The :data:`METRIC_KEYS` of an evaluation, scaled to their table
+    units (NaN where LVISMetric reports -1: a group without GT objects)."""
+    out = {}
+    for key, name, factor in METRIC_KEYS:
+        value = float(metrics[key])
+        out[name] = value * factor if value >= 0 else float('nan')
+    return out
+
+
 class MetricCurve(Hook):
     """Records the metrics of every evaluation during training (AP
     against iterations), and the time the evaluations took."""
@@ -629,11 +644,8 @@ class MetricCurve(Hook):
 
     def after_val_epoch(self, runner: Any, metrics: Dict[str, float]) -> None:
         self.seconds += time.perf_counter() - self._tic
-        point: Dict[str, float] = dict(iteration=int(runner.iter))
-        for key, name, factor in METRIC_KEYS:
-            value = float(metrics[key])
-            point[name] = value * factor if value >= 0 else float('nan')
-        self.points.append(point)
+        self.points.append(
+            dict(iteration=int(runner.iter), **_table_metrics(metrics)))
         self.metrics = dict(metrics)
 
 
@@ -659,11 +671,8 @@ def _run_one(preset: DetectionPreset, arm: str, seed: int,
         train_seconds=train_s,
         eval_seconds=time.perf_counter() - tic,
         num_hard=int(metrics.get('hard_variant/num_hard', 0)),
-        num_normal=int(metrics.get('hard_variant/num_normal', 0)))
-    for key, name, factor in METRIC_KEYS:
-        value = float(metrics[key])
-        # LVISMetric reports -1 for a group without GT objects.
-        rec[name] = value * factor if value >= 0 else float('nan')
+        num_normal=int(metrics.get('hard_variant/num_normal', 0)),
+        **_table_metrics(metrics))
     rec['collapsed'] = bool(rec['AP'] < COLLAPSED_AP)
     if curve.points:
         rec['curve'] = curve.points

@@ -15,8 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from matplotlib.figure import Figure
 
-from .detection import (ABLATION_OF, ARM_LABELS, ARMS, DEFAULT_ARM, PRIORS,
-                        SETTING_LABELS)
+from .detection import (ABLATION_OF, ARM_LABELS, ARMS, BUDGET_EPOCHS,
+                        DEFAULT_ARM, PRIORS, SETTING_LABELS)
 from .stats import (format_paired, group_by_method, median_range,
                     paired_difference, record_values)
 
@@ -35,6 +35,15 @@ PAIRED = (('AP', 'AP'), ('APr', 'APr'), ('recall_hard', 'hard recall'),
 
 def _row(cells: Sequence[str]) -> str:
     return '| ' + ' | '.join(cells) + ' |'
+
+
+def _figure_lines(figures: Sequence[Tuple[str, str]],
+                  fig_rel: str) -> List[str]:
+    """Markdown of ``(file name, caption)`` figures in ``fig_rel``."""
+    lines: List[str] = []
+    for name, caption in figures:
+        lines += [f'![{caption}]({fig_rel}/{name})', '', f'*{caption}*', '']
+    return lines
 
 
 def _arms(result: dict) -> List[str]:
@@ -191,9 +200,7 @@ def render_detection(result: dict,
         _setting(result) + _summary(result) + _paired(result) + _paired(
             result, ABLATION_OF, 'Ablations: one option changed (same seed)',
             'the arm it changes') + _signal(result) + _per_seed(result))
-    for name, caption in figures:
-        lines += [f'![{caption}]({fig_rel}/{name})', '', f'*{caption}*', '']
-    return '\n'.join(lines)
+    return '\n'.join(lines + _figure_lines(figures, fig_rel))
 
 
 def _bars(fig: Figure, result: dict) -> None:
@@ -335,7 +342,6 @@ def _constant_until(result: dict) -> int:
 def render_curve(result: dict, figures: Sequence[Tuple[str, str]],
                  fig_rel: str) -> str:
     """Markdown of the convergence curve: the points and the plateau."""
-    from .detection import ARM_LABELS, BUDGET_EPOCHS
     p = result['preset']
     by = group_by_method(result['records'])
     arms = [a for a in ARMS if a in by]
@@ -382,16 +388,13 @@ def render_curve(result: dict, figures: Sequence[Tuple[str, str]],
         f'{BUDGET_EPOCHS * per_epoch} iterations per run '
         '(`BUDGET_EPOCHS` in projects/evidence/detection.py).', ''
     ]
-    for name, caption in figures:
-        lines += [f'![{caption}]({fig_rel}/{name})', '', f'*{caption}*', '']
-    return '\n'.join(lines)
+    return '\n'.join(lines + _figure_lines(figures, fig_rel))
 
 
 def plot_curve(result: dict,
                fig_dir: str,
                stem: str = 'detection_curve') -> List[Tuple[str, str]]:
     """AP and hard recall against iterations (PNG)."""
-    from .detection import ARM_LABELS, BUDGET_EPOCHS
     os.makedirs(fig_dir, exist_ok=True)
     by = group_by_method(result['records'])
     arms = [a for a in ARMS if a in by]
@@ -432,6 +435,9 @@ DEFAULT_RULE = (
     'beats the default on APr or hard recall with a 95 % interval above '
     'zero in at least 2 settings, and loses AP with an interval below zero '
     'in none. Settings where it ran on fewer than 2 seeds do not count.')
+#: The one-option variants of the default arm, the rule's candidates.
+DEFAULT_VARIANTS = tuple(a for a, of in ABLATION_OF.items()
+                         if of == DEFAULT_ARM)
 #: (arm, its reference) compared in every setting, in table order.
 ACROSS = (('difficulty_rfs', 'rfs'), ('difficulty_class_aware', 'class_aware'))
 
@@ -453,8 +459,7 @@ def default_rule(results: Sequence[dict]) -> Dict[str, dict]:
         names) and ``replaces`` (bool).
     """
     out = {}
-    variants = [a for a, of in ABLATION_OF.items() if of == DEFAULT_ARM]
-    for arm in variants:
+    for arm in DEFAULT_VARIANTS:
         measured, wins, losses = [], [], []
         for result in results:
             ap = _pair(result, 'AP', arm, DEFAULT_ARM)
@@ -495,9 +500,7 @@ def render_across(results: Sequence[dict]) -> str:
         _row(['setting', 'arm − reference', 'seeds',
               *[c[1] for c in PAIRED]]), '|' + '---|' * (3 + len(PAIRED))
     ]
-    pairs = list(ACROSS) + [
-        (a, of) for a, of in ABLATION_OF.items() if of == DEFAULT_ARM
-    ]
+    pairs = list(ACROSS) + [(a, DEFAULT_ARM) for a in DEFAULT_VARIANTS]
     for result in results:
         for arm, ref in pairs:
             cells = [_pair(result, k, arm, ref) for k, _ in PAIRED]
