@@ -16,10 +16,15 @@ what that costs and how far it is from the exact dense computation
 - ``rel_err_median``: median over instances and epochs of
   ``|D_topk - D_dense| / D_dense`` on a sample of instances observed by a
   dense and a topk state alike, on the peaked preset;
-- ``tradeoff``: for each preset and each k, the state's size at LVIS scale
-  against the error after the last epoch: median relative error of D,
-  Spearman rank correlation of D with the dense D, and the total-variation
-  distance between the paper's sampling weights ``w ∝ D`` of the two.
+- ``tradeoff``: for each preset, each k and dense float16
+  (``'dense_fp16'``), the state's size at LVIS scale against the error
+  after the last epoch, measured against float32 dense: median and largest
+  relative error of D, Spearman rank correlation of D with the dense D,
+  and the total-variation distance between the paper's sampling weights
+  ``w ∝ D`` of the two;
+- ``on_device``: with ``--device`` (CUDA when available), per storage of
+  ``--device-storages`` at full scale, the state's size, the median
+  ``end_epoch`` time and the peak device memory.
 
 Presets (synthetic softmax outputs, generated chunk by chunk, never as a
 dense N x K):
@@ -42,7 +47,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -50,7 +55,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mmdiff.core import DifficultyState, image_difficulty  # noqa: E402
 from mmdiff.core.aggregate import instance_to_image  # noqa: E402
-from mmdiff.core.state import DEFAULT_TOPK  # noqa: E402
+from mmdiff.core.state import DEFAULT_TOPK, STORAGES  # noqa: E402
 
 LVIS_IMAGES = 100_170
 LVIS_OBJECTS = 1_270_141
@@ -220,13 +225,19 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_end_epoch(gen: PeakedPredictions, epochs: int, chunk: int,
-                   device: str, topk: int) -> Dict[str, object]:
+def time_end_epoch(gen: PeakedPredictions,
+                   epochs: int,
+                   chunk: int,
+                   device: str,
+                   topk: int,
+                   storage: str = 'topk') -> Dict[str, object]:
     """Full-scale run: memory, end_epoch times (full and partial epochs)."""
+    if torch.device(device).type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
     state = DifficultyState(
         gen.num_instances,
         gen.num_classes,
-        storage='topk',
+        storage=storage,
         topk=topk,
         device=device)
     times, observe = [], []
@@ -246,27 +257,41 @@ def time_end_epoch(gen: PeakedPredictions, epochs: int, chunk: int,
     state.end_epoch()
     sync(state.device)
     partial = time.perf_counter() - t0
+    peak = None
+    if state.device.type == 'cuda':
+        peak = torch.cuda.max_memory_allocated(state.device)
     return dict(
         state=state,
         times=times,
         partial=partial,
+        peak_bytes=peak,
         observe_s=statistics.median(o['observe_s'] for o in observe),
         generate_s=statistics.median(o['generate_s'] for o in observe))
 
 
-def sparse_error(gen: Any, sample: int, epochs: int, topks: List[int],
+def storage_label(spec: Tuple[str, int]) -> str:
+    """'topk k=8', 'dense_fp16', ...: the tradeoff table's names."""
+    storage, k = spec
+    return f'topk k={k}' if storage == 'topk' else storage
+
+
+def sparse_error(gen: Any, sample: int, epochs: int, specs: List[Tuple[str,
+                                                                       int]],
                  chunk: int) -> Dict[str, object]:
-    """Error of D, topk vs dense, on the first ``sample`` ids."""
+    """Error of D against float32 dense, per (storage, k), on the first
+    ``sample`` ids."""
     sub = type(gen).__new__(type(gen))
     sub.__dict__.update(gen.__dict__)
     sub.num_instances = sample
     dense = DifficultyState(sample, gen.num_classes, storage='dense')
-    sparse = {
-        k: DifficultyState(sample, gen.num_classes, storage='topk', topk=k)
-        for k in topks
+    states = {
+        spec:
+        DifficultyState(
+            sample, gen.num_classes, storage=spec[0], topk=spec[1])
+        for spec in specs
     }
-    errors: Dict[int, list] = {k: [] for k in topks}
-    final: Dict[int, np.ndarray] = {}
+    errors: Dict[tuple, list] = {spec: [] for spec in specs}
+    final: Dict[tuple, np.ndarray] = {}
     tail = []
     for epoch in range(epochs):
         for start in range(0, sample, chunk):
@@ -274,7 +299,7 @@ def sparse_error(gen: Any, sample: int, epochs: int, topks: List[int],
             probs = sub.probs(ids, epoch)
             labels = gen.labels[ids]
             dense.observe(ids, probs, labels)
-            for state in sparse.values():
+            for state in states.values():
                 state.observe(ids, probs, labels)
             if epoch == 0:
                 # mass outside the true class and top-8 others
@@ -283,10 +308,10 @@ def sparse_error(gen: Any, sample: int, epochs: int, topks: List[int],
                             top.sum(1))
         dense.end_epoch()
         d_dense = dense.difficulty()
-        for k, state in sparse.items():
+        for spec, state in states.items():
             state.end_epoch()
-            final[k] = state.difficulty()
-            errors[k].append(np.abs(final[k] / d_dense - 1))
+            final[spec] = state.difficulty()
+            errors[spec].append(np.abs(final[spec] / d_dense - 1))
     tail_mass = torch.cat(tail).numpy()
     return dict(
         errors=errors,
@@ -295,32 +320,38 @@ def sparse_error(gen: Any, sample: int, epochs: int, topks: List[int],
         final=final)
 
 
+def lvis_mb(storage: str, k: int) -> float:
+    """The state's megabytes at LVIS scale (from 1,000 objects' bytes)."""
+    per_instance = DifficultyState(
+        1000, LVIS_CLASSES, storage=storage, topk=k).nbytes / 1000
+    return round(per_instance * LVIS_OBJECTS / 1e6, 1)
+
+
 def tradeoff(err: Dict[str, Any], preset: str) -> List[Dict[str, object]]:
-    """Size at LVIS scale against the last epoch's error, per k."""
+    """Size at LVIS scale against the last epoch's error, per storage."""
     d_dense = err['d_dense']
     w_dense = d_dense / d_dense.sum()
     rows = []
-    for k, d in sorted(err['final'].items()):
-        per_instance = DifficultyState(
-            1000, LVIS_CLASSES, storage='topk', topk=k).nbytes / 1000
+    for spec, d in sorted(
+            err['final'].items(), key=lambda kv: (kv[0][0] != 'topk', kv[0])):
+        rel = np.abs(d / d_dense - 1)
         rows.append(
             dict(
                 preset=preset,
-                storage=f'topk k={k}',
-                mb_at_lvis=round(per_instance * LVIS_OBJECTS / 1e6, 1),
-                rel_err_median=round(
-                    float(np.median(np.abs(d / d_dense - 1))), 5),
-                rank_corr=round(rank_correlation(d, d_dense), 4),
+                storage=storage_label(spec),
+                mb_at_lvis=lvis_mb(*spec),
+                rel_err_median=round(float(np.median(rel)), 7),
+                rel_err_max=round(float(rel.max()), 7),
+                rank_corr=round(rank_correlation(d, d_dense), 6),
                 tv_paper_weights=round(
-                    0.5 * float(np.abs(d / d.sum() - w_dense).sum()), 5)))
-    dense_mb = DifficultyState(
-        1000, LVIS_CLASSES, storage='dense').nbytes / 1000 * LVIS_OBJECTS
+                    0.5 * float(np.abs(d / d.sum() - w_dense).sum()), 7)))
     rows.append(
         dict(
             preset=preset,
             storage='dense',
-            mb_at_lvis=round(dense_mb / 1e6, 1),
+            mb_at_lvis=lvis_mb('dense', 0),
             rel_err_median=0.0,
+            rel_err_max=0.0,
             rank_corr=1.0,
             tv_paper_weights=0.0))
     return rows
@@ -357,6 +388,24 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         default=[4, 8, 16, 32, 64],
         help='k values of the trade-off table')
     parser.add_argument(
+        '--device',
+        default='cuda' if torch.cuda.is_available() else None,
+        help='also time end_epoch with the state on this device, for each '
+        'of --device-storages (default: cuda when available; cpu '
+        'rehearses the same path)')
+    parser.add_argument(
+        '--device-storages',
+        nargs='+',
+        default=['topk', 'dense_fp16', 'dense'],
+        choices=[s for s in STORAGES if s != 'auto'],
+        help='storages timed on --device (dense at LVIS scale: 6.1 GB for '
+        'the state and as much for an epoch of records)')
+    parser.add_argument(
+        '--device-epochs',
+        type=int,
+        default=3,
+        help='timed epochs per storage on --device (first from p_0)')
+    parser.add_argument(
         '--threads',
         type=int,
         default=None,
@@ -383,23 +432,37 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     image_s = time.perf_counter() - t0
     del state
 
-    cuda = None
-    if torch.cuda.is_available():
-        cuda = time_end_epoch(gen, args.epochs, args.chunk, 'cuda', args.topk)
-        cuda.pop('state')
+    on_device = {}
+    for storage in args.device_storages if args.device else ():
+        run = time_end_epoch(gen, args.device_epochs, args.chunk, args.device,
+                             args.topk, storage)
+        on_device[storage] = dict(
+            state_mb=round(run.pop('state').nbytes / 1e6, 1),
+            end_epoch_s=round(
+                statistics.median(run['times'][1:] or run['times']), 5),
+            end_epoch_all_s=[round(t, 5) for t in run['times']],
+            end_epoch_partial_s=round(run['partial'], 5),
+            peak_mb=None if run['peak_bytes'] is None else round(
+                run['peak_bytes'] / 1e6, 1))
+    cuda = on_device.get('topk') if args.device == 'cuda' else None
 
+    halves = [('dense_fp16', 0)]
     topks = sorted({4, args.topk, 16, *args.tradeoff_topk})
-    err = sparse_error(gen, sample, args.error_epochs, topks, args.chunk)
-    rel = np.stack(err['errors'][args.topk])  # (epochs, sample)
+    err = sparse_error(gen, sample, args.error_epochs,
+                       [('topk', k) for k in topks] + halves, args.chunk)
+    rel = np.stack(err['errors'][('topk', args.topk)])  # (epochs, sample)
     diffuse = DiffusePredictions(
         sample, LVIS_CLASSES, seed=args.seed, tail_churn=args.tail_churn)
     err_diffuse = sparse_error(diffuse, sample, args.error_epochs,
-                               sorted(args.tradeoff_topk), args.chunk)
+                               [('topk', k)
+                                for k in sorted(args.tradeoff_topk)] + halves,
+                               args.chunk)
+    in_table = {('topk', k) for k in args.tradeoff_topk} | set(halves)
     table = tradeoff(
         {
             **err, 'final': {
                 k: v
-                for k, v in err['final'].items() if k in args.tradeoff_topk
+                for k, v in err['final'].items() if k in in_table
             }
         }, 'peaked') + tradeoff(err_diffuse, 'diffuse')
 
@@ -421,8 +484,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         end_epoch_cpu_first_s=round(cpu['times'][0], 4),
         end_epoch_cpu_all_s=[round(t, 4) for t in cpu['times']],
         end_epoch_cpu_partial_s=round(cpu['partial'], 4),
-        end_epoch_cuda_s=None if cuda is None else round(
-            statistics.median(cuda['times'][1:] or cuda['times']), 5),
+        end_epoch_cuda_s=None if cuda is None else cuda['end_epoch_s'],
+        state_device=args.device,
+        on_device=on_device,
         observe_cpu_s_per_epoch=round(cpu['observe_s'], 2),
         generate_cpu_s_per_epoch=round(cpu['generate_s'], 2),
         image_difficulty_s=round(image_s, 4),
@@ -433,9 +497,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         rel_err_p99=float(np.quantile(rel, 0.99)),
         rel_err_max=float(rel.max()),
         rel_err_median_by_epoch=[float(np.median(r)) for r in rel],
-        rel_err_median_by_k={
-            str(k): float(np.median(np.stack(v)))
-            for k, v in err['errors'].items()
+        rel_err_median_by_storage={
+            storage_label(spec): float(np.median(np.stack(v)))
+            for spec, v in err['errors'].items()
         },
         unstored_mass_median=float(np.median(err['tail_mass'])),
         unstored_mass_p90=float(np.quantile(err['tail_mass'], 0.9)),

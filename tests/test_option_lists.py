@@ -29,7 +29,7 @@ def _comment_block(path: Path, key: str) -> str:
 
 
 def _names(text: str) -> List[str]:
-    return re.findall(r"'([a-z_]+)'", text)
+    return re.findall(r"'([a-z0-9_]+)'", text)
 
 
 @pytest.mark.parametrize('config', [

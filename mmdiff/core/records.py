@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .storage import DenseStorage, TopkStorage
+from .storage import STORAGE_CLASSES
 
 __all__ = ['EpochRecords', 'merge_parts', 'select_rows', 'last_rows']
 
@@ -33,6 +33,10 @@ class EpochRecords:
     Args:
         topk (int, optional): Keep top-``k`` records (and the exact first
             terms); None keeps the dense rows. Defaults to None.
+        storage (str, optional): The state's storage (a key of
+            :data:`~mmdiff.core.storage.STORAGE_CLASSES`), whose payload
+            is kept. Defaults to None: 'dense' when ``topk`` is None, else
+            'topk'.
 
     Example:
         >>> records = EpochRecords(topk=None)
@@ -43,9 +47,13 @@ class EpochRecords:
         ([3], 2, 1)
     """
 
-    def __init__(self, topk: Optional[int] = None) -> None:
+    def __init__(self,
+                 topk: Optional[int] = None,
+                 storage: Optional[str] = None) -> None:
         self.topk = topk
-        self.storage = DenseStorage if topk is None else TopkStorage
+        if storage is None:
+            storage = 'dense' if topk is None else 'topk'
+        self.storage = STORAGE_CLASSES[storage]
         self._batches: List[Dict[str, torch.Tensor]] = []
 
     def __len__(self) -> int:
@@ -112,7 +120,7 @@ class EpochRecords:
             dict: ``num`` (observations) and ``invalid`` (those with a
             NaN / inf probability), and when any is valid ``ids``,
             ``labels``, ``step`` and the storage's payload arrays
-            (``DenseStorage.payload_layout`` / ``TopkStorage``), as numpy
+            (the storage's ``payload_layout``), as numpy
             arrays in observation order.
         """
         out = self.peek()

@@ -18,7 +18,8 @@ stored prediction of the previous epoch in which the instance was seen
 (uniform on first sight). Unseen instances keep their state.
 
 Storage (:mod:`mmdiff.core.storage`): ``'dense'`` keeps every last
-prediction exactly, ``'topk'`` its top-k record; ``'auto'`` is dense when
+prediction exactly, ``'dense_fp16'`` as float16 codes (half the memory,
+rounded), ``'topk'`` its top-k record; ``'auto'`` is dense when
 ``N * K <= 2 ** 24``. In top-k storage the first term (from ``p_0``) is
 computed from the dense prediction at observe time (docs/method.md says
 why). docs/method.md gives the memory of each storage at LVIS scale.
@@ -59,8 +60,9 @@ class DifficultyState(StateSnapshot):
             (including background for detection heads).
         c (float, optional): Prior ``c > 0`` of the difficulty; a larger c
             makes D less sensitive. Defaults to 1.0.
-        storage (str, optional): 'dense', 'topk' or 'auto' (dense when
-            ``N * K <= 2 ** 24``). Defaults to 'auto'.
+        storage (str, optional): 'dense' (float32, exact), 'dense_fp16'
+            (float16 codes, half of dense), 'topk' or 'auto' (dense when
+            ``N * K <= 2 ** 24``, else topk). Defaults to 'auto'.
         topk (int, optional): Other classes stored per instance in topk
             storage; clamped to ``K - 1``. The trade-off of k against
             error and memory is measured by
@@ -119,8 +121,7 @@ class DifficultyState(StateSnapshot):
                                       device=dev)
         #: This epoch's observations until :meth:`end_epoch` (a capture
         #: adds to it on the model's device).
-        self.records = EpochRecords(None if self.storage ==
-                                    'dense' else self.topk)
+        self.records = EpochRecords(self.topk, storage=self.storage)
 
     @property
     def sum_dl(self) -> torch.Tensor:

@@ -1,10 +1,13 @@
 """Where :class:`~mmdiff.core.DifficultyState` keeps last predictions.
 
-Two strategies behind one interface, so the state never branches on its
+Three strategies behind one interface, so the state never branches on its
 storage:
 
 - :class:`DenseStorage`: the last prediction as an (N, K) float32 matrix.
   Exact.
+- :class:`DenseHalfStorage`: the same matrix as float16 codes of
+  ``p * 2 ** 15`` (:func:`~mmdiff.core.topk_codec.to_stored`): half the
+  memory, every class kept, each probability rounded to 2 ** -11 relative.
 - :class:`TopkStorage`: the :mod:`~mmdiff.core.topk_codec` record of the
   last prediction, class-major ((k, N) arrays, so the PSI kernel's
   broadcasts run along contiguous instances).
@@ -31,7 +34,8 @@ from .psi import (_split_from_prior, _split_tensors, record_columns,
 from .topk_codec import _compress, from_stored, index_dtype, to_stored
 
 __all__ = [
-    'DenseStorage', 'TopkStorage', 'STORAGE_CLASSES', 'EPS', 'cpu_threads'
+    'DenseStorage', 'DenseHalfStorage', 'TopkStorage', 'STORAGE_CLASSES',
+    'EPS', 'cpu_threads'
 ]
 
 
@@ -81,13 +85,13 @@ class _Storage:
     def layout(self) -> Layout:
         raise NotImplementedError
 
-    @staticmethod
-    def payload_layout(n: int, num_classes: int, topk: int) -> Layout:
+    @classmethod
+    def payload_layout(cls, n: int, num_classes: int, topk: int) -> Layout:
         """Names, shapes and dtypes of a payload of ``n`` rows."""
         raise NotImplementedError
 
-    @staticmethod
-    def encode(probs: torch.Tensor, labels: torch.Tensor,
+    @classmethod
+    def encode(cls, probs: torch.Tensor, labels: torch.Tensor,
                topk: int) -> Payload:
         """The payload of validated rows, on their device (no host sync)."""
         raise NotImplementedError
@@ -101,19 +105,29 @@ class DenseStorage(_Storage):
     """Dense float32 last predictions (exact)."""
 
     name = 'dense'
+    #: How a probability is kept, in payloads and in the stored matrix.
+    dtype = torch.float32
+
+    @staticmethod
+    def _encode(probs: torch.Tensor) -> torch.Tensor:
+        return probs.to(torch.float32, copy=True)
+
+    @staticmethod
+    def _decode(stored: torch.Tensor) -> torch.Tensor:
+        return stored
 
     def layout(self) -> Layout:
         return dict(
-            prev_probs=((self.num_instances, self.num_classes), torch.float32))
+            prev_probs=((self.num_instances, self.num_classes), self.dtype))
 
-    @staticmethod
-    def payload_layout(n: int, num_classes: int, topk: int) -> Layout:
-        return dict(probs=((n, num_classes), torch.float32))
+    @classmethod
+    def payload_layout(cls, n: int, num_classes: int, topk: int) -> Layout:
+        return dict(probs=((n, num_classes), cls.dtype))
 
-    @staticmethod
-    def encode(probs: torch.Tensor, labels: torch.Tensor,
+    @classmethod
+    def encode(cls, probs: torch.Tensor, labels: torch.Tensor,
                topk: int) -> Payload:
-        return dict(probs=probs.to(torch.float32, copy=True))
+        return dict(probs=cls._encode(probs))
 
     def split(self, rows: Rows, prev_labels: torch.Tensor,
               labels: torch.Tensor, payload: Payload,
@@ -129,12 +143,32 @@ class DenseStorage(_Storage):
             seen (torch.Tensor): False where nothing is stored: the term
                 is then the one from ``p_0 = 1 / K``, exact.
         """
-        prev = self.tensors['prev_probs'][rows].masked_fill(
+        prev = self._decode(self.tensors['prev_probs'][rows]).masked_fill(
             ~seen.unsqueeze(1), 1.0 / self.num_classes)
-        return _split_tensors(prev, payload['probs'], labels, EPS)
+        return _split_tensors(prev, self._decode(payload['probs']), labels,
+                              EPS)
 
     def store(self, rows: Rows, payload: Payload) -> None:
         self.tensors['prev_probs'][rows] = payload['probs']
+
+
+class DenseHalfStorage(DenseStorage):
+    """Dense last predictions as float16 codes (half of dense's memory).
+
+    Every class is kept, so unlike top-k nothing that moves among the
+    classes is lost; each probability is rounded to float16 of
+    ``p * 2 ** 15`` (relative error <= 2 ** -11 down to 1.9e-9,
+    :data:`~mmdiff.core.topk_codec.PROB_SCALE`). The payloads of an epoch
+    are kept in the same codes, so the epoch buffer is halved too. The PSI
+    split runs in float32 on the decoded rows.
+    ``benchmarks/bench_difficulty_state.py`` measures its error against
+    float32 dense (the README's storage table).
+    """
+
+    name = 'dense_fp16'
+    dtype = torch.float16
+    _encode = staticmethod(to_stored)
+    _decode = staticmethod(from_stored)
 
 
 class TopkStorage(_Storage):
@@ -150,8 +184,8 @@ class TopkStorage(_Storage):
             prev_prob=((k, n), torch.float16),
             prev_rest=((n, ), torch.float32))
 
-    @staticmethod
-    def payload_layout(n: int, num_classes: int, topk: int) -> Layout:
+    @classmethod
+    def payload_layout(cls, n: int, num_classes: int, topk: int) -> Layout:
         return dict(
             true_prob=((n, ), torch.float32),
             top_idx=((n, topk), index_dtype(num_classes)),
@@ -160,8 +194,8 @@ class TopkStorage(_Storage):
             prior_dl=((n, ), torch.float32),
             prior_du=((n, ), torch.float32))
 
-    @staticmethod
-    def encode(probs: torch.Tensor, labels: torch.Tensor,
+    @classmethod
+    def encode(cls, probs: torch.Tensor, labels: torch.Tensor,
                topk: int) -> Payload:
         true, idx, prob, rest = _compress(probs, labels, topk)
         # A record is lossy: the first term comes from the dense row.
@@ -212,4 +246,7 @@ class TopkStorage(_Storage):
 
 
 #: storage name -> class: the one list of storages (``'auto'`` picks one).
-STORAGE_CLASSES = {cls.name: cls for cls in (DenseStorage, TopkStorage)}
+STORAGE_CLASSES = {
+    cls.name: cls
+    for cls in (DenseStorage, DenseHalfStorage, TopkStorage)
+}

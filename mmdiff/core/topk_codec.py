@@ -98,11 +98,17 @@ def _compress(probs: torch.Tensor, labels: torch.Tensor, k: int) -> TopkRecord:
     if k > 0:
         # Top k + 1 overall, then drop the true class if it is among them
         # (else the (k+1)-th): avoids a masked copy of the (n, K) input.
+        # The kept columns are gathered, not masked: a boolean mask's size
+        # is a device value, which would make the host wait for the device.
         cand_prob, cand_idx = p32.topk(k + 1, dim=1)
-        keep = cand_idx != lab
-        keep[:, k] &= ~keep.all(dim=1)
-        top_prob = cand_prob[keep].view(n, k)
-        top_idx = cand_idx[keep].view(n, k)
+        is_true = (cand_idx == lab).to(torch.uint8)
+        drop = torch.where(
+            is_true.any(dim=1), is_true.argmax(dim=1),
+            torch.full_like(lab.squeeze(1), k))
+        cols = torch.arange(k, device=probs.device).unsqueeze(0)
+        cols = cols + (cols >= drop.unsqueeze(1)).long()
+        top_prob = cand_prob.gather(1, cols)
+        top_idx = cand_idx.gather(1, cols)
     else:
         top_prob = p32.new_zeros((n, 0))
         top_idx = lab.new_zeros((n, 0))

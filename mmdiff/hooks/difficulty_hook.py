@@ -52,9 +52,11 @@ class DifficultyHook(DifficultyCheckpoint, Hook):
         reduce (str): Instance-to-image aggregation, one of
             :data:`mmdiff.core.REDUCTIONS`. Defaults to 'mean'.
         storage (str): How last predictions are kept, one of
-            :data:`mmdiff.core.STORAGES` ('dense'; 'topk': true class +
-            top-k others + rest; 'auto': dense when objects x classes <=
-            2 ** 24). Defaults to 'auto'.
+            :data:`mmdiff.core.STORAGES` ('dense': float32, exact;
+            'dense_fp16': float16 codes, half of dense; 'topk': true class
+            + top-k others + rest; 'auto': dense when objects x classes <=
+            2 ** 24, else topk). The README's storage table says which
+            fits which card. Defaults to 'auto'.
         topk (int): Other classes kept per object in topk storage.
             Defaults to 8.
         empty_difficulty (float): Difficulty of images without objects
@@ -222,9 +224,10 @@ class DifficultyHook(DifficultyCheckpoint, Hook):
 
         Args:
             batch (dict): ``sample_idx`` / ``gt_index`` / ``labels`` (n,),
-                ``probs`` (n, K) of the GT RoIs, and ``num_gts``: (image,
-                number of GT objects) of every image of the step. Kept on
-                the model's device, with no host synchronisation.
+                ``probs`` (n, K) of the GT RoIs, optionally ``valid`` (n,)
+                (False: not a GT RoI), and ``num_gts``: (image, number of
+                GT objects) of every image of the step. Kept on the model's
+                device, with no host synchronisation.
         """
         for idx, num in batch['num_gts']:
             if num != self.counts[idx]:
@@ -239,6 +242,8 @@ class DifficultyHook(DifficultyCheckpoint, Hook):
             self._offsets_t[device] = torch.from_numpy(self.offsets).to(device)
         ids, valid = object_ids(self._offsets_t[device], batch['sample_idx'],
                                 batch['gt_index'])
+        if 'valid' in batch:  # rows the capture kept only for their number
+            valid = valid & batch['valid']
         self.state.records.add(ids, batch['labels'], probs, valid, self._step)
 
     def _gather_records(self) -> Dict[str, Any]:

@@ -21,8 +21,9 @@ decision 3). A capture wraps one or two methods *of the model instance*
 Probabilities are the head's own activation (softmax, or the loss's custom
 activation for Seesaw-style heads), computed in fp32 (also under AMP) on
 detached scores, for the captured rows only. Records stay on the model's
-device; nothing here synchronises with the host except reading Python-side
-metadata.
+device, and nothing here makes the host wait for the device
+(``tests/models/test_capture_host_syncs.py`` counts such calls in a real
+training step, with :mod:`mmdiff.analysis.host_syncs`).
 
 Extension point: a capture is a subclass of :class:`ProbabilityCapture`
 registered for the head classes it reads (``register_capture``, in
@@ -45,8 +46,10 @@ __all__ = [
 
 # What a capture hands to its sink for one training step. Tensors are on
 # the model's device: sample_idx (n,), gt_index (n,), labels (n,), probs
-# (n, K) fp32; num_gts lists (sample_idx, number of GTs) per image so the
-# owner can detect images whose objects changed.
+# (n, K) fp32, optionally valid (n,) bool (rows that are no GT object's,
+# kept so that their number needs no host sync); num_gts lists
+# (sample_idx, number of GTs) per image so the owner can detect images
+# whose objects changed.
 Batch = dict
 
 
@@ -213,19 +216,33 @@ class RoIHeadCapture(ProbabilityCapture):
         self._patch(roi_head, 'bbox_loss', bbox_loss_wrapper)
 
     def _capture(self, cls_score: Tensor, sampling_results: Sequence) -> None:
+        """Hand the GT RoIs' probabilities to the sink, without a host sync.
+
+        Selecting the GT RoIs by their flags (``nonzero``, a boolean mask)
+        would make the host wait for the device: their number is a device
+        value. Their number is at most the image's GT objects and at most
+        its positives, both known on the host, so each image gives that
+        many rows: its positives sorted GT-first, the rows past its GT RoIs
+        (when the RoI sampler dropped some) marked not ``valid``.
+        """
         samples = self._samples
-        rows, gt_index, labels, sample_idx, num_gts = [], [], [], [], []
+        rows, gt_index, labels, sample_idx, valid, num_gts = ([], [], [], [],
+                                                              [], [])
         offset = 0
         for data_sample, res in zip(samples, sampling_results):
             idx = sample_idx_of(data_sample)
-            num_gts.append((idx, len(data_sample.gt_instances)))
-            is_gt = res.pos_is_gt.bool()
+            num_gt = len(data_sample.gt_instances)
+            num_gts.append((idx, num_gt))
             # rois = cat(pos_priors, neg_priors) per image, in image order.
-            pos_rows = torch.nonzero(is_gt, as_tuple=True)[0]
-            rows.append(pos_rows + offset)
-            gt_index.append(res.pos_assigned_gt_inds[is_gt])
-            labels.append(res.pos_gt_labels[is_gt])
-            sample_idx.append(torch.full_like(pos_rows, idx))
+            take = min(num_gt, len(res.pos_priors))
+            is_gt, order = torch.sort(
+                res.pos_is_gt.to(torch.uint8), descending=True, stable=True)
+            order = order[:take]
+            rows.append(order + offset)
+            valid.append(is_gt[:take].bool())
+            gt_index.append(res.pos_assigned_gt_inds[order])
+            labels.append(res.pos_gt_labels[order])
+            sample_idx.append(torch.full_like(order, idx))
             offset += len(res.priors)
         if cls_score.dim() != 2 or cls_score.shape[0] != offset:
             raise self._unsupported(
@@ -238,6 +255,7 @@ class RoIHeadCapture(ProbabilityCapture):
                 gt_index=torch.cat(gt_index).long(),
                 labels=torch.cat(labels).long(),
                 probs=head_probabilities(self.bbox_head, cls_score[rows_t]),
+                valid=torch.cat(valid),
                 num_gts=num_gts))
 
     @torch.no_grad()
@@ -265,8 +283,7 @@ class RoIHeadCapture(ProbabilityCapture):
             dict(
                 sample_idx=torch.tensor(
                     [i for i, n in zip(idx, counts) for _ in range(n)],
-                    dtype=torch.long,
-                    device=device),
+                    dtype=torch.long).to(device, non_blocking=True),
                 gt_index=torch.cat(
                     [torch.arange(n, device=device) for n in counts]).long(),
                 labels=torch.cat([s.gt_instances.labels
@@ -319,10 +336,11 @@ class ClsHeadCapture(ProbabilityCapture):
         labels = torch.cat([s.gt_label.view(-1)[:1] for s in data_samples])
         self.sink(
             dict(
-                sample_idx=torch.tensor(idx, device=device),
+                # non_blocking: a host-to-device copy that waits for nothing
+                sample_idx=torch.tensor(idx).to(device, non_blocking=True),
                 gt_index=torch.zeros(
                     len(idx), dtype=torch.long, device=device),
-                labels=labels.to(device).long(),
+                labels=labels.to(device, non_blocking=True).long(),
                 probs=head_probabilities(self.head, cls_score),
                 num_gts=[(i, 1) for i in idx]))
 

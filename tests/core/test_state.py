@@ -11,7 +11,7 @@ from mmdiff.core import (DifficultyState, EpochRecords, compress, decompress,
                          merge_parts, psi_split_from_prior)
 from mmdiff.core import state as state_module
 
-STORAGES = [('dense', 8), ('topk', 2)]
+STORAGES = [('dense', 8), ('dense_fp16', 8), ('topk', 2)]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -342,6 +342,30 @@ def test_topk_close_to_dense_on_peaked_predictions(seed: int) -> None:
         assert rel.max() < 0.25
 
 
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_dense_fp16_close_to_dense_at_half_the_memory(seed: int) -> None:
+    """Diffuse rows (most mass in a long tail that moves each epoch): the
+    case top-k cannot see. The float16 codes keep every class."""
+    rng = np.random.default_rng(seed)
+    n, num_classes = 200, 300
+    labels = rng.integers(0, num_classes, n)
+    epochs = [
+        softmax(
+            rng.normal(size=(n, num_classes)) * 0.5 +
+            np.eye(num_classes)[labels] * (1 + t)) for t in range(4)
+    ]
+    dense = DifficultyState(n, num_classes, storage='dense')
+    half = DifficultyState(n, num_classes, storage='dense_fp16')
+    assert half.nbytes - n * (2 * 4 + 2) == (dense.nbytes - n *
+                                             (2 * 4 + 2)) // 2
+    for d_dense, d_half in zip(
+            run_epochs(dense, epochs, labels),
+            run_epochs(half, epochs, labels)):
+        rel = np.abs(d_half - d_dense) / d_dense
+        assert np.median(rel) < 1e-3 and rel.max() < 1e-2
+
+
 def test_topk_with_all_classes_matches_dense() -> None:
     rng = np.random.default_rng(7)
     labels = rng.integers(0, 12, 30)
@@ -354,7 +378,7 @@ def test_topk_with_all_classes_matches_dense() -> None:
         np.testing.assert_allclose(d_sparse, d_dense, rtol=5e-3)
 
 
-@pytest.mark.parametrize('storage', ['dense', 'topk'])
+@pytest.mark.parametrize('storage', ['dense', 'dense_fp16', 'topk'])
 def test_gathered_records_match_observe(storage: str) -> None:
     """Records taken in another process (float32 torch rows, as a capture
     makes them) and merged give the state observe() gives."""
@@ -367,7 +391,7 @@ def test_gathered_records_match_observe(storage: str) -> None:
         ids = np.concatenate([np.arange(20), [4]])  # id 4 twice: last wins
         rows = torch.from_numpy(probs[ids].astype(np.float32))
         a.observe(ids, rows, labels[ids])
-        remote = EpochRecords(None if storage == 'dense' else 3)
+        remote = EpochRecords(3, storage=storage)
         remote.add(torch.from_numpy(ids), torch.from_numpy(labels[ids]), rows)
         a.end_epoch()
         b.end_epoch(merge_parts([remote.take(), EpochRecords().take()]))

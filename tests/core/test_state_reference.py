@@ -13,14 +13,15 @@ epoch and its last prediction of the previous epoch it was seen in
 (``p_0 = 1 / K`` on first sight), and ``reset`` forgetting an instance.
 For top-k storage the stored previous prediction is what the documented
 codec keeps (true class, the k likeliest others, the rest spread evenly);
-the first term is exact.
+the first term is exact. For dense_fp16 storage every probability, the new
+ones included, is what its float16 code of ``p * 2 ** 15`` holds.
 
 Sequences are adversarial: unique unsorted ids, repeated ids within and
 across calls, instances skipped for epochs, resets between calls, empty
 calls and several calls per epoch (one per rank).
 """
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
@@ -55,6 +56,11 @@ def reference_split(prev: List[float], cur: List[float],
     return dl, du
 
 
+def half_code(p: float) -> float:
+    """The probability a float16 code of ``p * 2 ** 15`` stands for."""
+    return float(np.float16(p * 2.0**15)) / 2.0**15
+
+
 def reference_codec(probs: List[float], label: int, k: int) -> List[float]:
     """The dense vector a top-k record stands for (true, top k, even rest)."""
     num_classes = len(probs)
@@ -67,7 +73,7 @@ def reference_codec(probs: List[float], label: int, k: int) -> List[float]:
     out[label] = probs[label]
     for j in kept:
         # the state stores float16 codes of p * 2 ** 15
-        out[j] = float(np.float16(probs[j] * 2.0**15)) / 2.0**15
+        out[j] = half_code(probs[j])
     return out
 
 
@@ -78,10 +84,11 @@ class ReferenceState:
                  num_instances: int,
                  num_classes: int,
                  c: float,
-                 topk: Optional[int],
+                 storage: str,
+                 topk: int,
                  first_term: str = 'prior') -> None:
-        self.n, self.k_classes, self.c, self.topk = (num_instances,
-                                                     num_classes, c, topk)
+        self.n, self.k_classes, self.c = num_instances, num_classes, c
+        self.storage, self.topk = storage, topk
         self.first_term = first_term
         self.prev: Dict[int, List[float]] = {}
         self.buffer: Dict[int, Row] = {}
@@ -99,13 +106,16 @@ class ReferenceState:
                 prev = self.prev[i]
             else:
                 prev = [1.0 / self.k_classes] * self.k_classes
-            if self.topk is None:
-                cur = row
+            if self.storage == 'dense':
+                cur = first = row
+            elif self.storage == 'dense_fp16':  # new rows are coded too
+                cur = first = [half_code(p) for p in row]
             else:
                 cur = reference_codec(row, label, self.topk)
-            # The first term is always taken from the exact prediction;
+                first = row  # top-k's first term is the exact one
             # first_term='skip' adds none (the prediction is only stored).
-            dl, du = reference_split(prev, row if i not in self.prev else cur,
+            dl, du = reference_split(prev,
+                                     first if i not in self.prev else cur,
                                      label)
             if i not in self.prev and self.first_term == 'skip':
                 dl = du = 0.0
@@ -164,8 +174,9 @@ class Ranks:
     """Two processes' records, merged at the epoch's end (the hook's way)."""
 
     def __init__(self, state: DifficultyState) -> None:
-        topk = None if state.storage == 'dense' else state.topk
-        self.records = [EpochRecords(topk), EpochRecords(topk)]
+        self.records = [
+            EpochRecords(state.topk, storage=state.storage) for _ in range(2)
+        ]
         self.step = 0
 
     def add(self, rng: np.random.Generator, ids: np.ndarray, probs: np.ndarray,
@@ -227,7 +238,9 @@ def run_program(rng: np.random.Generator, steps: List[tuple],
 CASES = [('dense', 3, 'prior', 'observe'), ('topk', 3, 'prior', 'observe'),
          ('topk', 0, 'prior', 'observe'), ('topk', 3, 'prior', 'ranks'),
          ('dense', 3, 'prior', 'ranks'), ('dense', 3, 'skip', 'observe'),
-         ('topk', 3, 'skip', 'ranks')]
+         ('topk', 3, 'skip', 'ranks'), ('dense_fp16', 3, 'prior', 'observe'),
+         ('dense_fp16', 3, 'prior', 'ranks'),
+         ('dense_fp16', 3, 'skip', 'observe')]
 
 
 @pytest.mark.parametrize('storage,topk,first_term,route', CASES)
@@ -247,19 +260,20 @@ def test_matches_brute_force_reference(storage: str, topk: int,
         storage=storage,
         topk=topk,
         first_term=first_term)
-    ref = ReferenceState(num_instances, num_classes, c,
-                         None if storage == 'dense' else topk, first_term)
+    ref = ReferenceState(num_instances, num_classes, c, storage, topk,
+                         first_term)
     steps = make_program(rng, num_instances, num_classes,
                          int(rng.integers(1, 6)))
     run_program(rng, steps, state, ref, route)
 
 
-@pytest.mark.parametrize('storage', ['dense', 'topk'])
+@pytest.mark.parametrize('storage', ['dense', 'dense_fp16', 'topk'])
 def test_unique_unsorted_ids_land_on_their_instance(storage: str) -> None:
     # The reproduction of the ordering defect: instance 2 is the only one
-    # whose prediction moved, so it is the only one below D = 1.
-    state = DifficultyState(3, 3, storage=storage, topk=1)
-    state.observe([2, 0, 1], [[.9, .05, .05], [1 / 3] * 3, [1 / 3] * 3],
+    # whose prediction moved, so it is the only one below D = 1 (K = 4:
+    # the uniform 0.25 is exact in every storage's codes).
+    state = DifficultyState(3, 4, storage=storage, topk=1)
+    state.observe([2, 0, 1], [[.85, .05, .05, .05], [.25] * 4, [.25] * 4],
                   [0, 0, 0])
     state.end_epoch()
     d = state.difficulty()

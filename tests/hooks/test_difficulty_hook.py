@@ -140,7 +140,7 @@ def test_real_run_difficulty_is_the_reference_of_its_predictions(
     original = {i: [inst['bbox_label'] for inst in kept[i]] for i in flipped}
     ref = ReferenceState(
         sum(len(k) for k in kept), hook.state.num_classes, hook.c,
-        None if hook.state.storage == 'dense' else hook.state.topk)
+        hook.state.storage, hook.state.topk)
     seen_flipped = 0
     for epoch in range(3):
         rows = []

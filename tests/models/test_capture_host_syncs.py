@@ -1,0 +1,88 @@
+"""No host synchronisation in the capture's part of a training step.
+
+Every torch call the capture makes in a real training step of the tiny
+Mask R-CNN (and the hook's record_batch, the records' encoding, which it
+calls) runs under :class:`mmdiff.analysis.host_syncs.HostSyncCounter`; a
+call that would make the host wait for a GPU fails the test, with where it
+was made. mmdet's own calls (the RoI sampler's ``nonzero``, the losses)
+happen outside the counted block.
+"""
+from typing import Any, List
+
+import pytest
+import torch
+from mmengine.runner import Runner
+
+from mmdiff.analysis.host_syncs import HostSyncCounter
+from mmdiff.core.topk_codec import _compress
+from mmdiff.models import probability_capture
+from ..conftest import tiny_demo_cfg
+
+pytestmark = pytest.mark.slow
+
+
+def test_counter_sees_what_syncs() -> None:
+    """The counter itself can fail: each kind of sync is seen."""
+    x = torch.arange(6.)
+    with HostSyncCounter() as syncs:
+        x[x > 2].sum()
+        torch.nonzero(x)
+        float(x[0])
+        bool((x > 1).any())
+        x.cpu()
+        x.tolist()
+        x.to('cpu', non_blocking=True)  # same device: no copy at all
+        x.gather(0, torch.tensor([1, 0]))  # no sync
+    assert syncs.names() == [
+        'Tensor.__getitem__ (bool mask)', 'nonzero', 'Tensor.__float__',
+        'Tensor.__bool__', 'Tensor.cpu', 'Tensor.tolist'
+    ], syncs.report()
+
+
+@pytest.mark.parametrize('storage', ['topk', 'dense'])
+def test_captured_training_steps_make_no_host_sync(synthetic_lvis_root: str,
+                                                   tmp_path: Any,
+                                                   monkeypatch: Any,
+                                                   storage: str) -> None:
+    counters: List[HostSyncCounter] = []
+    capture = probability_capture.RoIHeadCapture._capture
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+        with HostSyncCounter() as syncs:
+            capture(self, *args, **kwargs)
+        counters.append(syncs)
+
+    monkeypatch.setattr(probability_capture.RoIHeadCapture, '_capture',
+                        counted)
+    cfg = tiny_demo_cfg(
+        synthetic_lvis_root,
+        str(tmp_path),
+        max_epochs=1,
+        **{
+            'train_dataloader.sampler.images_per_epoch': 4,
+            'custom_hooks.0.storage': storage,
+        })
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert len(counters) == 2  # 4 images, batch 2
+    state = next(h for h in runner.hooks if hasattr(h, 'state')).state
+    assert state.observed.sum() > 0  # the counted block did the capture
+    found = [c.report() for c in counters if c.names()]
+    assert not found, '\n'.join(found)
+
+
+def test_topk_encoding_is_sync_free_and_unchanged() -> None:
+    """The gathered top-k columns are the masked ones of before, true class
+    among the top k + 1 or not."""
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(50, 12) * 3, dim=1)
+    labels = torch.randint(0, 12, (50, ))
+    labels[:10] = probs[:10].argmax(1)  # the true class is the top one
+    with HostSyncCounter() as syncs:
+        record = _compress(probs, labels, 4)
+    assert not syncs.names(), syncs.report()
+    for row in range(50):
+        others = [j for j in range(12) if j != int(labels[row])]
+        others.sort(key=lambda j: -float(probs[row, j]))
+        assert record.top_idx[row].tolist() == others[:4]
