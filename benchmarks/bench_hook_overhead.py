@@ -319,7 +319,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         if not on:
             return
         # As before_train installs it, plus a timer around the added work.
-        capture = build_capture(model, hook._sink, stage=hook.stage)
+        capture = build_capture(model, hook.record_batch, stage=hook.stage)
         inner = capture._capture
 
         def timed_capture(*args: Any, **kwargs: Any) -> None:
