@@ -25,6 +25,7 @@ Example:
     >>> syncs.names()
     ['Tensor.__getitem__ (bool mask)', 'Tensor.__int__']
 """
+import traceback
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
@@ -81,7 +82,6 @@ class HostSyncCounter(TorchFunctionMode):
         self.where: List[str] = []
 
     def _record(self, name: str) -> None:
-        import traceback
         frames = [
             f for f in traceback.extract_stack()[:-2]
             if '/torch/' not in f.filename and 'host_syncs' not in f.filename
