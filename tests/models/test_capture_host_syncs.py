@@ -86,3 +86,60 @@ def test_topk_encoding_is_sync_free_and_unchanged() -> None:
         others = [j for j in range(12) if j != int(labels[row])]
         others.sort(key=lambda j: -float(probs[row, j]))
         assert record.top_idx[row].tolist() == others[:4]
+
+
+def test_sync_free_selection_keeps_exactly_the_gt_rois() -> None:
+    """The RoI sampler may drop GT RoIs (more positives than it keeps) and
+    shuffle the positives. The rows marked valid must be exactly the
+    GT-flagged positives, found here in loops; padding rows are invalid."""
+    from types import SimpleNamespace
+
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    images = [  # (sample_idx, GTs, pos_is_gt, pos_assigned_gt_inds, negs)
+        (7, 3, [0, 1, 0, 1], [2, 1, 0, 0], 2),  # GT 2's RoI dropped
+        (2, 2, [1], [1], 3),  # one positive: only 1 row fits
+        (5, 1, [], [], 2),  # no positive at all
+        (9, 2, [1, 0, 1, 0, 0], [1, 0, 0, 1, 1], 0),  # every GT kept
+    ]
+    samples, results, offset, expected = [], [], 0, []
+    for idx, num_gt, is_gt, assigned, negs in images:
+        sample = DetDataSample(metainfo=dict(sample_idx=idx))
+        sample.gt_instances = InstanceData(labels=torch.arange(num_gt) + 10)
+        samples.append(sample)
+        num_pos = len(is_gt)
+        results.append(
+            SimpleNamespace(
+                pos_is_gt=torch.tensor(is_gt, dtype=torch.uint8),
+                pos_priors=torch.zeros(num_pos, 4),
+                priors=torch.zeros(num_pos + negs, 4),
+                pos_assigned_gt_inds=torch.tensor(assigned, dtype=torch.long),
+                pos_gt_labels=torch.tensor(assigned, dtype=torch.long) + 10))
+        for row in range(num_pos):
+            if is_gt[row]:
+                expected.append(
+                    (idx, assigned[row], assigned[row] + 10, offset + row))
+        offset += num_pos + negs
+    cls_score = torch.randn(offset, 21)
+    batches: List[dict] = []
+    capture = probability_capture.RoIHeadCapture.__new__(
+        probability_capture.RoIHeadCapture)
+    capture.sink, capture._samples = batches.append, samples
+    capture.bbox_head = capture.roi_head = torch.nn.Module()
+    with HostSyncCounter() as syncs:
+        capture._capture(cls_score, results)
+    assert not syncs.names(), syncs.report()
+    batch = batches[0]
+    # rows per image: min(GTs, positives)
+    assert batch['valid'].numel() == 3 + 1 + 0 + 2
+    softmax = torch.softmax(cls_score, dim=1)
+    got = []
+    for r in range(batch['valid'].numel()):
+        if batch['valid'][r]:
+            row = next(
+                i for i in range(offset)
+                if torch.equal(batch['probs'][r], softmax[i]))
+            got.append((int(batch['sample_idx'][r]), int(batch['gt_index'][r]),
+                        int(batch['labels'][r]), row))
+    assert sorted(got) == sorted(expected)
+    assert batch['num_gts'] == [(7, 3), (2, 2), (5, 1), (9, 2)]
