@@ -101,9 +101,10 @@ def _compress(probs: torch.Tensor, labels: torch.Tensor, k: int) -> TopkRecord:
         # The kept columns are gathered, not masked: a boolean mask's size
         # is a device value, which would make the host wait for the device.
         cand_prob, cand_idx = p32.topk(k + 1, dim=1)
-        is_true = (cand_idx == lab).to(torch.uint8)
+        is_true = cand_idx == lab
         drop = torch.where(
-            is_true.any(dim=1), is_true.argmax(dim=1),
+            is_true.any(dim=1),
+            is_true.to(torch.uint8).argmax(dim=1),
             torch.full_like(lab.squeeze(1), k))
         cols = torch.arange(k, device=probs.device).unsqueeze(0)
         cols = cols + (cols >= drop.unsqueeze(1)).long()
