@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .storage import STORAGE_CLASSES
+from .validation import check_choice
 
 __all__ = ['EpochRecords', 'merge_parts', 'select_rows', 'last_rows']
 
@@ -53,7 +54,8 @@ class EpochRecords:
         self.topk = topk
         if storage is None:
             storage = 'dense' if topk is None else 'topk'
-        self.storage = STORAGE_CLASSES[storage]
+        self.storage = STORAGE_CLASSES[check_choice(storage, 'storage',
+                                                    tuple(STORAGE_CLASSES))]
         self._batches: List[Dict[str, torch.Tensor]] = []
 
     def __len__(self) -> int:
@@ -64,11 +66,12 @@ class EpochRecords:
             labels: torch.Tensor,
             probs: torch.Tensor,
             valid: Optional[torch.Tensor] = None,
-            step: int = 0) -> None:
+            step: int = 0,
+            observed: Optional[torch.Tensor] = None) -> None:
         """Keep one step's observations (no host synchronisation).
 
         Rows with a NaN / inf probability (counted as ``invalid``), or
-        where ``valid`` is False, never reach the state.
+        where ``valid`` or ``observed`` is False, never reach the state.
 
         Args:
             ids (torch.Tensor): (n,) instance ids.
@@ -79,8 +82,18 @@ class EpochRecords:
             step (int): The training iteration that made them; records of
                 several processes are put back in this order
                 (:func:`merge_parts`). Defaults to 0.
+            observed (torch.Tensor, optional): (n,) bool, False for rows
+                that are no observation at all (a capture's padding, kept
+                so that their number needs no host sync): neither kept nor
+                counted in ``num`` / ``invalid``. Defaults to None (all).
         """
         finite = torch.isfinite(probs).all(dim=1)
+        if observed is not None:
+            # Padding: id -1 (no instance has it: not counted in num, never
+            # matched by drop), not valid and not counted as invalid.
+            ids = torch.where(observed, ids, -1)
+            finite = finite | ~observed
+            valid = observed if valid is None else valid & observed
         valid = finite if valid is None else valid & finite
         # Invalid rows are encoded as uniform, then dropped by take().
         safe = torch.where(valid[:, None], probs, 1. / probs.shape[1])
@@ -96,18 +109,22 @@ class EpochRecords:
     def _joined(self) -> Optional[Dict[str, torch.Tensor]]:
         if not self._batches:
             return None
+        # A restored snapshot's rows (put) are on the CPU, a capture's on
+        # the model's device: join them where the latest batch is.
+        device = self._batches[-1]['ids'].device
         return {
-            key: torch.cat([b[key] for b in self._batches])
+            key: torch.cat([b[key].to(device) for b in self._batches])
             for key in self._batches[0]
         }
 
     def peek(self) -> Part:
         """What :meth:`take` would return, without clearing."""
         joined = self._joined()
-        out: Part = dict(num=len(self), invalid=0)
+        out: Part = dict(num=0, invalid=0)
         if joined is None:
             return out
         valid = joined.pop('valid').cpu()
+        out['num'] = int((joined['ids'] >= 0).sum())
         out['invalid'] = int((~joined.pop('finite')).sum())
         for key, value in joined.items():
             out[key] = value.cpu()[valid].numpy()

@@ -222,10 +222,13 @@ class DifficultyState(StateSnapshot):
         with cpu_threads(self.device, 1):
             if part is None:
                 part = self.records.take()
+            # Checked before anything changes: refused records leave the
+            # state as it was.
+            last = self._last_of_each(part) if 'ids' in part else None
             self.epoch += 1
-            if 'ids' not in part:
+            if last is None:
                 return 0
-            ids, labels, payload = self._last_of_each(part)
+            ids, labels, payload = last
             self._update(ids, labels, payload)
             return int(ids.numel())
 
@@ -238,6 +241,19 @@ class DifficultyState(StateSnapshot):
                 f'the records lack {missing}: they were made for another '
                 f'storage than this state\'s {self.storage!r} '
                 f'(topk={self.topk}); make them with state.records')
+        for key, (shape, dtype) in layout.items():
+            value = np.asarray(part[key])
+            want = torch.empty(0, dtype=dtype).numpy().dtype
+            if value.dtype != want or value.shape[1:] != shape[1:]:
+                # e.g. float32 dense rows read as float16 codes, or
+                # another k: the state would be silently wrong.
+                raise ValueError(
+                    f'the records\' {key!r} is {value.dtype} '
+                    f'{tuple(value.shape)}, but this state\'s '
+                    f'{self.storage!r} storage (topk={self.topk}) keeps '
+                    f'{want} (n, {", ".join(map(str, shape[1:]))}): they '
+                    'were made for another storage; make them with '
+                    'state.records')
         ids = np.asarray(part['ids'], dtype=np.int64)
         check_ids(torch.from_numpy(ids), self.num_instances)
         ids, rows = last_rows(ids)
@@ -257,6 +273,7 @@ class DifficultyState(StateSnapshot):
         num = ids.numel()
         everyone = num == self.num_instances  # ids sorted: 0 .. N - 1
         chunk = CUDA_CHUNK if self.device.type == 'cuda' else CPU_CHUNK
+        chunk = min(chunk, self._store.max_chunk_rows())
         for start in range(0, num, chunk):
             part = slice(start, min(start + chunk, num))
             # Slices (views) when every instance was seen, else gathers.

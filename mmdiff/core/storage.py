@@ -12,7 +12,7 @@ storage:
   last prediction, class-major ((k, N) arrays, so the PSI kernel's
   broadcasts run along contiguous instances).
 
-Both hold only the stored predictions. An epoch's new predictions travel as
+Each holds only the stored predictions. An epoch's new predictions travel as
 *payloads*: dicts of tensors with one row per observation, made by the
 storage's :meth:`encode` where the prediction is made (the model's device,
 see :class:`~mmdiff.core.records.EpochRecords`), split against the stored
@@ -62,6 +62,9 @@ def cpu_threads(device: torch.device, num: int) -> Iterator[None]:
 
 
 EPS = 1e-12
+#: Elements of one (rows, K) temporary of a dense split step (2 ** 26
+#: float32: 256 MB). Only bounds GPU steps; a CPU step is smaller already.
+DENSE_CHUNK_ELEMENTS = 2**26
 Payload = Dict[str, torch.Tensor]
 Rows = Union[slice, torch.Tensor]
 Layout = Dict[str, Tuple[tuple, torch.dtype]]
@@ -84,6 +87,10 @@ class _Storage:
 
     def layout(self) -> Layout:
         raise NotImplementedError
+
+    def max_chunk_rows(self) -> int:
+        """Most instances one step of ``end_epoch`` may split at once."""
+        return self.num_instances
 
     @classmethod
     def payload_layout(cls, n: int, num_classes: int, topk: int) -> Layout:
@@ -119,6 +126,11 @@ class DenseStorage(_Storage):
     def layout(self) -> Layout:
         return dict(
             prev_probs=((self.num_instances, self.num_classes), self.dtype))
+
+    def max_chunk_rows(self) -> int:
+        # The split keeps ~8 float32 (rows, K) temporaries alive: bound
+        # them to ~2 GB, not 8x the whole matrix (49 GB at LVIS scale).
+        return max(1, DENSE_CHUNK_ELEMENTS // self.num_classes)
 
     @classmethod
     def payload_layout(cls, n: int, num_classes: int, topk: int) -> Layout:

@@ -119,3 +119,46 @@ def test_last_rows_match_loops() -> None:
             last[i] = row
         assert uniq.tolist() == sorted(last)
         assert rows.tolist() == [last[i] for i in sorted(last)]
+
+
+def test_padding_rows_are_neither_kept_nor_counted() -> None:
+    """A capture's padding (observed=False): not in num, not invalid (even
+    with NaN probabilities), never stored, never matched by a reset."""
+    records = EpochRecords(topk=2)
+    probs, labels = _rows(3, 5, 6)
+    probs[4, 0] = float('nan')  # padding with NaN: not an invalid row
+    probs[1, 1] = float('nan')  # an observation with NaN: invalid
+    observed = torch.tensor([True, True, True, False, False])
+    valid = torch.tensor([True, True, False, True, True])
+    records.add(
+        torch.tensor([0, 1, 2, 0, 3]), labels, probs, valid, observed=observed)
+    records.drop(torch.tensor([3]))  # id 3 is only a padding row's
+    part = records.take()
+    # rows 0-2 are observations (row 2 marked by the caller: counted, not
+    # kept); row 1 is NaN: invalid; rows 3-4 are padding
+    assert part['num'] == 3 and part['invalid'] == 1
+    assert part['ids'].tolist() == [0]
+    state = DifficultyState(4, 6, storage='topk', topk=2)
+    assert state.end_epoch(part) == 1
+
+
+@pytest.mark.parametrize('made,used', [('dense', 'dense_fp16'),
+                                       ('dense_fp16', 'dense'),
+                                       ('topk', 'topk')])
+def test_records_of_another_storage_are_refused(made: str, used: str) -> None:
+    """Dense rows read as float16 codes (or codes as probabilities, or
+    top-3 records as top-2 ones) would give a wrong D without an error."""
+    records = EpochRecords(3, storage=made)
+    probs, labels = _rows(4, 3, 6)
+    records.add(torch.arange(3), labels, probs)
+    part = records.take()
+    state = DifficultyState(3, 6, storage=used, topk=2)
+    with pytest.raises(ValueError, match='made for another storage'):
+        state.end_epoch(part)
+    # nothing changed: the caller still holds the records
+    assert state.epoch == 0 and state.difficulty().tolist() == [1.0] * 3
+
+
+def test_unknown_storage_is_named() -> None:
+    with pytest.raises(ValueError, match='storage'):
+        EpochRecords(storage='auto')
