@@ -29,6 +29,7 @@ from mmdiff.core import (FIRST_TERMS, LVIS_FREQUENCY_GROUPS, NORMALIZATIONS,
 from mmdiff.core.records import merge_parts, select_rows
 from mmdiff.datasets.sample_idx import check_pipeline_keeps_sample_idx
 from mmdiff.models import build_capture
+from mmdiff.models.probability_capture import to_device
 from mmdiff.samplers import DifficultyClassAwareSampler
 from .checkpoint import CHECKPOINT_KEY, FORMAT_VERSION, DifficultyCheckpoint
 from .epoch_log import dump_dir, epoch_scalars, log_epoch
@@ -55,8 +56,8 @@ class DifficultyHook(DifficultyCheckpoint, Hook):
             :data:`mmdiff.core.STORAGES` ('dense': float32, exact;
             'dense_fp16': float16 codes, half of dense; 'topk': true class
             + top-k others + rest; 'auto': dense when objects x classes <=
-            2 ** 24, else topk). The README's storage table says which
-            fits which card. Defaults to 'auto'.
+            2 ** 24, else topk). The README's storage table says what
+            each costs and which to pick. Defaults to 'auto'.
         topk (int): Other classes kept per object in topk storage.
             Defaults to 8.
         empty_difficulty (float): Difficulty of images without objects
@@ -239,12 +240,19 @@ class DifficultyHook(DifficultyCheckpoint, Hook):
             return
         device = probs.device
         if device not in self._offsets_t:
-            self._offsets_t[device] = torch.from_numpy(self.offsets).to(device)
+            self._offsets_t[device] = to_device(
+                torch.from_numpy(self.offsets), device)
         ids, valid = object_ids(self._offsets_t[device], batch['sample_idx'],
                                 batch['gt_index'])
-        if 'valid' in batch:  # rows the capture kept only for their number
-            valid = valid & batch['valid']
-        self.state.records.add(ids, batch['labels'], probs, valid, self._step)
+        # valid=False in the batch: padding the capture kept only for the
+        # number of its rows (no observation, not counted).
+        self.state.records.add(
+            ids,
+            batch['labels'],
+            probs,
+            valid,
+            self._step,
+            observed=batch.get('valid'))
 
     def _gather_records(self) -> Dict[str, Any]:
         """This epoch's valid records of all ranks, in step order."""

@@ -41,7 +41,7 @@ from mmdiff.datasets.sample_idx import sample_idx_of
 
 __all__ = [
     'UnsupportedModelError', 'Batch', 'ProbabilityCapture', 'RoIHeadCapture',
-    'ClsHeadCapture'
+    'ClsHeadCapture', 'to_device'
 ]
 
 # What a capture hands to its sink for one training step. Tensors are on
@@ -55,6 +55,17 @@ Batch = dict
 
 class UnsupportedModelError(TypeError):
     """The model has no head mmdiff knows how to capture."""
+
+
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """A host tensor on ``device`` without making the host wait.
+
+    A blocking copy to a GPU waits for the queued kernels; a non-blocking
+    one from pageable memory may too, so the source is pinned first.
+    """
+    if device.type == 'cuda':
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
 
 
 def head_probabilities(head: torch.nn.Module, cls_score: Tensor) -> Tensor:
@@ -281,9 +292,10 @@ class RoIHeadCapture(ProbabilityCapture):
         counts = [len(b) for b in boxes]
         self.sink(
             dict(
-                sample_idx=torch.tensor(
-                    [i for i, n in zip(idx, counts) for _ in range(n)],
-                    dtype=torch.long).to(device, non_blocking=True),
+                sample_idx=to_device(
+                    torch.tensor(
+                        [i for i, n in zip(idx, counts) for _ in range(n)],
+                        dtype=torch.long), device),
                 gt_index=torch.cat(
                     [torch.arange(n, device=device) for n in counts]).long(),
                 labels=torch.cat([s.gt_instances.labels
@@ -336,11 +348,11 @@ class ClsHeadCapture(ProbabilityCapture):
         labels = torch.cat([s.gt_label.view(-1)[:1] for s in data_samples])
         self.sink(
             dict(
-                # non_blocking: a host-to-device copy that waits for nothing
-                sample_idx=torch.tensor(idx).to(device, non_blocking=True),
+                sample_idx=to_device(torch.tensor(idx), device),
                 gt_index=torch.zeros(
                     len(idx), dtype=torch.long, device=device),
-                labels=labels.to(device, non_blocking=True).long(),
+                labels=(labels if labels.device == device else to_device(
+                    labels, device)).long(),
                 probs=head_probabilities(self.head, cls_score),
                 num_gts=[(i, 1) for i in idx]))
 
