@@ -11,10 +11,13 @@ works on the CPU, where the tests run, by watching every torch call made
 inside a block (``torch.overrides.TorchFunctionMode``) and classifying it
 by what it would do on a CUDA tensor.
 
-The classification is by name and arguments, so it is an upper bound on
-the CPU: ``x.to('cuda')`` of a CPU tensor counts (a blocking host-to-device
-copy waits for the stream), ``x.to(device, non_blocking=True)`` does not.
-``tests/models/test_capture_host_syncs.py`` runs one real training step
+The classification is by name and arguments, so on the CPU it is an upper
+bound: every blocking copy that names a device (``x.to(device)``,
+``x.cuda()``, ``x.copy_(y)``, ``torch.tensor(..., device=...)``) counts,
+whatever device that is here, because on a GPU it may cross to or from
+it; ``non_blocking=True`` copies do not. Calls that are not torch
+functions (``torch.cuda.synchronize``) are not seen.
+``tests/models/test_capture_host_syncs.py`` runs real training steps
 through the capture with it and requires none.
 
 Example:
@@ -23,7 +26,7 @@ Example:
     ...     y = x[x > 1]          # boolean-mask indexing: a sync
     ...     n = int(y.sum())      # a scalar to the host: a sync
     >>> syncs.names()
-    ['Tensor.__getitem__ (bool mask)', 'Tensor.__int__']
+    ['Tensor.__getitem__ (mask)', 'Tensor.__int__']
 """
 import traceback
 from typing import Any, Callable, Dict, List, Optional
@@ -32,8 +35,6 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 __all__ = ['HostSyncCounter', 'SYNCING_CALLS']
-
-CPU = torch.device('cpu')
 
 #: Calls whose result on the host needs the device's values: their names
 #: as ``torch.overrides.resolve_name`` gives them.
@@ -46,14 +47,24 @@ SYNCING_CALLS = frozenset({
     'torch.Tensor.cpu', 'torch.Tensor.__bool__', 'torch.Tensor.__int__',
     'torch.Tensor.__float__', 'torch.Tensor.__index__', 'torch.is_nonzero',
     'torch.equal', 'torch.allclose', 'torch.repeat_interleave',
-    'torch.Tensor.repeat_interleave', 'torch.bincount', 'torch.Tensor.bincount'
+    'torch.Tensor.repeat_interleave', 'torch.bincount',
+    'torch.Tensor.bincount', 'torch.Tensor.__format__',
+    'torch.Tensor.__repr__', 'torch.Tensor.__contains__'
 })
+#: Copies that wait for the device unless ``non_blocking=True``.
+_COPIES = frozenset(
+    {'torch.Tensor.to', 'torch.Tensor.cuda', 'torch.Tensor.copy_'})
+#: Tensors made from host data on a device named by ``device=``.
+_FROM_HOST = frozenset(
+    {'torch.tensor', 'torch.as_tensor', 'torch.Tensor.new_tensor'})
+#: Masks: indexing by them has a data-dependent size.
+_MASK_DTYPES = (torch.bool, torch.uint8)
 
 
-def _is_bool_mask(index: Any) -> bool:
-    items = index if isinstance(index, tuple) else (index, )
+def _is_mask(index: Any) -> bool:
+    items = index if isinstance(index, (tuple, list)) else (index, )
     return any(
-        isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
+        isinstance(i, torch.Tensor) and i.dtype in _MASK_DTYPES for i in items)
 
 
 def _device_of(args: tuple, kwargs: dict) -> Optional[torch.device]:
@@ -84,7 +95,7 @@ class HostSyncCounter(TorchFunctionMode):
     def _record(self, name: str) -> None:
         frames = [
             f for f in traceback.extract_stack()[:-2]
-            if '/torch/' not in f.filename and 'host_syncs' not in f.filename
+            if '/torch/' not in f.filename and f.filename != __file__
         ]
         frame = frames[-1] if frames else None
         self.calls.append(name)
@@ -102,18 +113,22 @@ class HostSyncCounter(TorchFunctionMode):
         if name in SYNCING_CALLS:
             if not ('repeat_interleave' in name and 'output_size' in kwargs):
                 self._record(name.replace('torch.', '', 1))
-        elif name == 'torch.Tensor.__getitem__' and len(args) > 1 and \
-                _is_bool_mask(args[1]):
-            self._record('Tensor.__getitem__ (bool mask)')
-        elif name in ('torch.Tensor.to', 'torch.Tensor.cuda') and \
-                not kwargs.get('non_blocking', False):
-            target = _device_of(args, kwargs)
-            if name.endswith('cuda') or (target is not None and args and
-                                         target.type != args[0].device.type):
-                self._record(f'{name[6:]} (blocking copy to {target})')
-        elif name == 'torch.tensor' and \
-                _device_of((None, ), kwargs) not in (None, CPU):
-            self._record('torch.tensor (blocking copy to the device)')
+        elif name in ('torch.Tensor.__getitem__', 'torch.Tensor.__setitem__',
+                      'torch.Tensor.index_put_', 'torch.index_put') and \
+                len(args) > 1 and _is_mask(args[1]):
+            self._record(f'{name[6:]} (mask)')
+        elif name == 'torch.where' and len(args) + len(kwargs) == 1:
+            self._record('where (one argument: nonzero)')
+        elif name == 'torch.nn.functional.one_hot' and \
+                kwargs.get('num_classes', args[1] if len(args) > 1 else -1) \
+                < 0:
+            self._record('one_hot (num_classes from the data)')
+        elif name in _COPIES and not kwargs.get('non_blocking', False) and (
+                name != 'torch.Tensor.to' or _device_of(args, kwargs)):
+            self._record(f'{name[6:]} (blocking copy)')
+        elif name in _FROM_HOST and kwargs.get('device') is not None:
+            self._record(f'{name.replace("torch.", "", 1)} '
+                         '(blocking copy to a device)')
         return func(*args, **kwargs)
 
     def names(self) -> List[str]:

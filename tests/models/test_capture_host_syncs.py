@@ -18,28 +18,43 @@ from mmdiff.core.topk_codec import _compress
 from mmdiff.models import probability_capture
 from ..conftest import tiny_demo_cfg
 
-pytestmark = pytest.mark.slow
-
 
 def test_counter_sees_what_syncs() -> None:
     """The counter itself can fail: each kind of sync is seen."""
     x = torch.arange(6.)
     with HostSyncCounter() as syncs:
         x[x > 2].sum()
+        x[(x > 2).to(torch.uint8)]
         torch.nonzero(x)
         float(x[0])
         bool((x > 1).any())
         x.cpu()
         x.tolist()
-        x.to('cpu', non_blocking=True)  # same device: no copy at all
-        x.gather(0, torch.tensor([1, 0]))  # no sync
+        y = x.clone()
+        y[x > 4] = 0
+        torch.where(x > 1)
+        torch.nn.functional.one_hot(x.long())
+        x.to('cpu')  # a blocking copy that names a device
+        y.copy_(x)
+        torch.tensor([1.], device=x.device)
+        repr(x)
+        x.to('cpu', non_blocking=True)  # none of these sync
+        x.to(torch.float64)
+        x.gather(0, torch.tensor([1, 0]))
+        torch.where(x > 1, x, 0)
+        torch.nn.functional.one_hot(x.long(), 6)
     assert syncs.names() == [
-        'Tensor.__getitem__ (bool mask)', 'nonzero', 'Tensor.__float__',
-        'Tensor.__bool__', 'Tensor.cpu', 'Tensor.tolist'
+        'Tensor.__getitem__ (mask)', 'Tensor.__getitem__ (mask)', 'nonzero',
+        'Tensor.__float__', 'Tensor.__bool__', 'Tensor.cpu', 'Tensor.tolist',
+        'Tensor.__setitem__ (mask)', 'where (one argument: nonzero)',
+        'one_hot (num_classes from the data)', 'Tensor.to (blocking copy)',
+        'Tensor.copy_ (blocking copy)', 'tensor (blocking copy to a device)',
+        'Tensor.__repr__'
     ], syncs.report()
 
 
-@pytest.mark.parametrize('storage', ['topk', 'dense'])
+@pytest.mark.slow
+@pytest.mark.parametrize('storage', ['topk', 'dense', 'dense_fp16'])
 def test_captured_training_steps_make_no_host_sync(synthetic_lvis_root: str,
                                                    tmp_path: Any,
                                                    monkeypatch: Any,
