@@ -15,8 +15,8 @@ the cost of a batch, never change. Reported:
 - ``capture_ms_median``: wall time inside the capture per step (the
   probabilities, the sink and its compress), and ``capture_fraction`` of a
   step. On the CPU this is the whole added work, free of the noise of a
-  shared machine; on CUDA it is host time and may include waiting at the
-  capture's one synchronisation (``torch.nonzero``);
+  shared machine; on CUDA it is host time (the capture makes no host
+  synchronisation: ``tests/models/test_capture_host_syncs.py``);
 - ``epoch_end_ms``: the hook's epoch-end work (merge, difficulty update,
   new sampler weights) on the records the run collected. It runs once per
   epoch, not per iteration (LVIS-scale epoch ends:
@@ -192,8 +192,11 @@ def stand_in_runner(model: torch.nn.Module, dataset: SyntheticDetections,
                     work_dir: str) -> SimpleNamespace:
     """What DifficultyHook reads of mmengine's Runner, nothing more."""
     from mmengine.logging import MessageHub, MMLogger
+    from mmengine.runner import EpochBasedTrainLoop
     sampler = DifficultyClassAwareSampler(dataset, seed=0)
     return SimpleNamespace(
+        # The hook refuses loops not by epoch; it reads nothing else of it.
+        train_loop=EpochBasedTrainLoop.__new__(EpochBasedTrainLoop),
         model=model,
         train_dataloader=SimpleNamespace(sampler=sampler, dataset=dataset),
         logger=MMLogger.get_current_instance(),
@@ -334,7 +337,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         set_capture(on)
         time_steps(model, optim_wrapper, batches, 0, warmup, device)
     # Warm-up records are not part of the epoch.
-    hook._records.clear()
+    hook.state.records.take()
     capture_s.clear()
     times: Dict[bool, List[float]] = {True: [], False: []}
     block_ms: Dict[bool, List[float]] = {True: [], False: []}
@@ -349,7 +352,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             block_ms[on].append(statistics.median(block_times) * 1e3)
     set_capture(False)
 
-    records = sum(r['num'] for r in hook._records)
+    records = hook.state.records.peek()['num']
     synchronize(device)
     t0 = time.perf_counter()
     hook.after_train_epoch(runner)
