@@ -79,15 +79,20 @@ def _spy_on_records(monkeypatch: Any, runner: Runner) -> tuple:
                 labels: torch.Tensor,
                 probs: torch.Tensor,
                 valid: Any = None,
-                step: int = 0) -> None:
+                step: int = 0,
+                observed: Any = None) -> None:
+        # Rows with observed=False are the capture's padding: no
+        # observation at all, so the reference never sees them.
+        keep = slice(None) if observed is None else observed.cpu().numpy()
         steps.append(
             dict(
                 epoch=runner.epoch,
-                ids=ids.cpu().numpy().copy(),
-                labels=labels.cpu().numpy().copy(),
-                probs=probs.cpu().numpy().copy(),
-                valid=None if valid is None else valid.cpu().numpy().copy()))
-        add(self, ids, labels, probs, valid, step)
+                ids=ids.cpu().numpy()[keep].copy(),
+                labels=labels.cpu().numpy()[keep].copy(),
+                probs=probs.cpu().numpy()[keep].copy(),
+                valid=None
+                if valid is None else valid.cpu().numpy()[keep].copy()))
+        add(self, ids, labels, probs, valid, step, observed)
 
     def spy_reset(self: DifficultyState, ids: Any) -> None:
         resets.append(np.asarray(ids).copy())
