@@ -357,6 +357,30 @@ def tradeoff(err: Dict[str, Any], preset: str) -> List[Dict[str, object]]:
     return rows
 
 
+def time_on_device(gen: PeakedPredictions,
+                   args: argparse.Namespace) -> Dict[str, Any]:
+    """Per storage of ``--device-storages``: size, end_epoch, peak memory
+    with the state on ``--device`` (nothing without one)."""
+    on_device: Dict[str, Any] = {}
+    for storage in args.device_storages if args.device else ():
+        try:
+            run = time_end_epoch(gen, args.device_epochs, args.chunk,
+                                 args.device, args.topk, storage)
+        except torch.cuda.OutOfMemoryError as error:  # a smaller card
+            on_device[storage] = dict(out_of_memory=str(error)[:200])
+            torch.cuda.empty_cache()
+            continue
+        on_device[storage] = dict(
+            state_mb=round(run.pop('state').nbytes / 1e6, 1),
+            end_epoch_s=round(
+                statistics.median(run['times'][1:] or run['times']), 5),
+            end_epoch_all_s=[round(t, 5) for t in run['times']],
+            end_epoch_partial_s=round(run['partial'], 5),
+            peak_mb=None if run['peak_bytes'] is None else round(
+                run['peak_bytes'] / 1e6, 1))
+    return on_device
+
+
 def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
@@ -411,9 +435,17 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         default=None,
         help='torch CPU threads for generation / observe '
         '(end_epoch always runs on one)')
+    parser.add_argument(
+        '--only-device',
+        action='store_true',
+        help='only the on-device timings (what needs the card: the GPU '
+        'check runs this; the CPU timings and the error table do not '
+        'change with the card)')
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.only_device and not args.device:
+        parser.error('--only-device needs --device (no CUDA device found)')
 
     num_instances, num_images = LVIS_OBJECTS, LVIS_IMAGES
     sample = args.sample
@@ -421,6 +453,30 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         num_instances, num_images = 50_000, 4_000
         sample = min(sample, 2_000)
     gen = PeakedPredictions(num_instances, LVIS_CLASSES, seed=args.seed)
+    if args.only_device:
+        on_device = time_on_device(gen, args)
+        result = dict(
+            benchmark='bench_difficulty_state',
+            quick=args.quick,
+            only_device=True,
+            num_images=num_images,
+            num_instances=num_instances,
+            num_classes=LVIS_CLASSES,
+            topk=args.topk,
+            state_device=args.device,
+            on_device=on_device,
+            limits=dict(end_epoch_s=LIMITS['end_epoch_cuda_s']),
+            torch=torch.__version__,
+            cuda_device=(torch.cuda.get_device_name()
+                         if torch.cuda.is_available() else None))
+        result['pass'] = {
+            storage:
+            row['end_epoch_s'] <= LIMITS['end_epoch_cuda_s']
+            if 'end_epoch_s' in row else None
+            for storage, row in on_device.items()
+        }
+        print(json.dumps(result))
+        return result
 
     cpu = time_end_epoch(gen, args.epochs, args.chunk, 'cpu', args.topk)
     state = cpu.pop('state')
@@ -432,23 +488,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     image_s = time.perf_counter() - t0
     del state
 
-    on_device: Dict[str, Any] = {}
-    for storage in args.device_storages if args.device else ():
-        try:
-            run = time_end_epoch(gen, args.device_epochs, args.chunk,
-                                 args.device, args.topk, storage)
-        except torch.cuda.OutOfMemoryError as error:  # a smaller card
-            on_device[storage] = dict(out_of_memory=str(error)[:200])
-            torch.cuda.empty_cache()
-            continue
-        on_device[storage] = dict(
-            state_mb=round(run.pop('state').nbytes / 1e6, 1),
-            end_epoch_s=round(
-                statistics.median(run['times'][1:] or run['times']), 5),
-            end_epoch_all_s=[round(t, 5) for t in run['times']],
-            end_epoch_partial_s=round(run['partial'], 5),
-            peak_mb=None if run['peak_bytes'] is None else round(
-                run['peak_bytes'] / 1e6, 1))
+    on_device = time_on_device(gen, args)
     on_cuda = args.device and torch.device(args.device).type == 'cuda'
     cuda = on_device.get('topk') if on_cuda else None
 

@@ -17,6 +17,8 @@ the cost of a batch, never change. Reported:
   step. On the CPU this is the whole added work, free of the noise of a
   shared machine; on CUDA it is host time (the capture makes no host
   synchronisation: ``tests/models/test_capture_host_syncs.py``);
+- ``peak_gpu_mb_on`` / ``peak_gpu_mb_off`` (CUDA): the peak device memory
+  of the training steps of each mode;
 - ``epoch_end_ms``: the hook's epoch-end work (merge, difficulty update,
   new sampler weights) on the records the run collected. It runs once per
   epoch, not per iteration (LVIS-scale epoch ends:
@@ -213,6 +215,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def device_name(device: torch.device) -> str:
+    """The card's name, or the CPU's and its number of threads."""
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    return (f'cpu ({platform.processor() or platform.machine()}, '
+            f'{torch.get_num_threads()} threads)')
+
+
 def time_steps(model: torch.nn.Module, optim_wrapper: Any, batches: List[dict],
                start: int, steps: int, device: torch.device) -> List[float]:
     """Seconds of each of ``steps`` training steps, batches cycled."""
@@ -227,8 +237,9 @@ def time_steps(model: torch.nn.Module, optim_wrapper: Any, batches: List[dict],
     return times
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """The model, its batches and the device: the options this benchmark
+    shares with bench_eval_pass.py."""
     parser.add_argument(
         '--model', choices=['demo', 'r50-lvis'], default='demo')
     parser.add_argument(
@@ -245,8 +256,24 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=12,
         help='GT objects per image (LVIS v1 train: about 12.7)')
     parser.add_argument(
+        '--device',
+        default=None,
+        help='cpu or cuda (default: cuda when available)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help="CPU threads; 0: torch's default (default: 1 on the CPU, "
+        "torch's default with CUDA)")
+    parser.add_argument('--seed', type=int, default=0)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    add_model_args(parser)
+    parser.add_argument(
         '--storage',
-        choices=['auto', 'dense', 'topk'],
+        choices=['auto', 'dense', 'dense_fp16', 'topk'],
         default=None,
         help="the hook's storage (default: auto for demo, topk for "
         'r50-lvis)')
@@ -259,17 +286,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--blocks', type=int, default=None, help='timed blocks per mode')
     parser.add_argument(
         '--block-steps', type=int, default=None, help='steps per block')
-    parser.add_argument(
-        '--device',
-        default=None,
-        help='cpu or cuda (default: cuda when available)')
-    parser.add_argument(
-        '--threads',
-        type=int,
-        default=None,
-        help="CPU threads; 0: torch's default (default: 1 on the CPU, "
-        "torch's default with CUDA)")
-    parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args(argv)
 
 
@@ -341,13 +357,21 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     capture_s.clear()
     times: Dict[bool, List[float]] = {True: [], False: []}
     block_ms: Dict[bool, List[float]] = {True: [], False: []}
+    # Peak device memory of the blocks of each mode (CUDA only).
+    peak_mb: Dict[bool, float] = {True: 0.0, False: 0.0}
     for block in range(blocks):
         # Both modes of a block train on the same batches; which goes
         # first alternates, so drift favours neither.
         for on in ((True, False) if block % 2 == 0 else (False, True)):
             set_capture(on)
+            if device.type == 'cuda':
+                torch.cuda.reset_peak_memory_stats(device)
             block_times = time_steps(model, optim_wrapper, batches,
                                      block * block_steps, block_steps, device)
+            if device.type == 'cuda':
+                peak_mb[on] = max(
+                    peak_mb[on],
+                    torch.cuda.max_memory_allocated(device) / 2**20)
             times[on] += block_times
             block_ms[on].append(statistics.median(block_times) * 1e3)
     set_capture(False)
@@ -367,16 +391,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     capture_ms = statistics.median(capture_s) * 1e3
     cuda = device.type == 'cuda'
     limit = LIMITS['cuda' if cuda else 'cpu']
-    if cuda:
-        device_name = torch.cuda.get_device_name(device)
-        peak_mb = round(torch.cuda.max_memory_allocated(device) / 2**20)
-    else:
-        device_name = (f'cpu ({platform.processor() or platform.machine()}, '
-                       f'{torch.get_num_threads()} threads)')
-        peak_mb = None
     result = dict(
         benchmark='bench_hook_overhead',
-        device=device_name,
+        device=device_name(device),
         model=args.model,
         num_classes=num_classes,
         image_size=list(size),
@@ -403,7 +420,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         epoch_end_ms=round(epoch_end_s * 1e3, 2),
         epoch_end_num_images=len(dataset),
         torch=torch.__version__,
-        peak_gpu_mb=peak_mb)
+        peak_gpu_mb_on=round(peak_mb[True]) if cuda else None,
+        peak_gpu_mb_off=round(peak_mb[False]) if cuda else None)
     result['pass'] = ratio <= limit
     print(json.dumps(result))
     return result

@@ -32,6 +32,22 @@ def pytest_xdist_auto_num_workers(config: Any) -> int:
     return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
+def pytest_runtest_setup(item: Any) -> None:
+    """Tests marked ``cuda`` are skipped where torch sees no CUDA device;
+    with ``MMDIFF_REQUIRE_CUDA=1`` (tools/gpu_check.sh) they fail instead,
+    so that a GPU check never passes by skipping its tests."""
+    if item.get_closest_marker('cuda') is None:
+        return
+    import torch
+    if torch.cuda.is_available():
+        return
+    why = (f'torch {torch.__version__} (CUDA build: {torch.version.cuda}) '
+           'sees no CUDA device')
+    if os.environ.get('MMDIFF_REQUIRE_CUDA') == '1':
+        pytest.fail(f'MMDIFF_REQUIRE_CUDA=1, but {why}', pytrace=False)
+    pytest.skip(f'needs CUDA: {why}')
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (for gloo)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

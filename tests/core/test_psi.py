@@ -167,7 +167,7 @@ def test_torch_dtypes_and_mixed_inputs() -> None:
     np.testing.assert_allclose(dl.numpy(), [0.1771557], atol=2e-3)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.cuda
 def test_cuda_matches_cpu() -> None:
     rng = np.random.default_rng(0)
     p = softmax(rng.normal(size=(64, 10)))

@@ -550,7 +550,7 @@ def test_bad_observations_raise(storage: str, topk: int) -> None:
 
 # ---------------------------------------------------------------------------
 # devices
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.cuda
 @pytest.mark.parametrize('storage,topk', STORAGES)
 def test_cuda_matches_cpu(storage: str, topk: int) -> None:
     rng = np.random.default_rng(10)

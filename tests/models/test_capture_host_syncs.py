@@ -87,6 +87,49 @@ def test_captured_training_steps_make_no_host_sync(synthetic_lvis_root: str,
     assert not found, '\n'.join(found)
 
 
+@pytest.mark.cuda
+@pytest.mark.slow
+@pytest.mark.parametrize('storage', ['topk', 'dense_fp16'])
+def test_captured_steps_on_cuda_make_no_host_sync(synthetic_lvis_root: str,
+                                                  tmp_path: Any,
+                                                  monkeypatch: Any,
+                                                  storage: str) -> None:
+    """On a card, CUDA itself is the judge: with sync debug mode 'error', a
+    synchronising call inside the capture raises (the state on the card
+    too, so the records never leave it)."""
+    counters: List[HostSyncCounter] = []
+    capture = probability_capture.RoIHeadCapture._capture
+
+    def strict(self: Any, *args: Any, **kwargs: Any) -> None:
+        torch.cuda.set_sync_debug_mode('error')
+        try:
+            with HostSyncCounter() as syncs:
+                capture(self, *args, **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode('default')
+        counters.append(syncs)
+
+    monkeypatch.setattr(probability_capture.RoIHeadCapture, '_capture', strict)
+    cfg = tiny_demo_cfg(
+        synthetic_lvis_root,
+        str(tmp_path),
+        max_epochs=2,
+        **{
+            'train_dataloader.sampler.images_per_epoch': 4,
+            'custom_hooks.0.storage': storage,
+            'custom_hooks.0.state_device': 'cuda',
+        })
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert next(runner.model.parameters()).is_cuda
+    assert len(counters) == 4  # 2 epochs of 4 images, batch 2
+    state = next(h for h in runner.hooks if hasattr(h, 'state')).state
+    assert state.device.type == 'cuda' and state.observed.sum() > 0
+    found = [c.report() for c in counters if c.names()]
+    assert not found, '\n'.join(found)
+
+
 def test_topk_encoding_is_sync_free_and_unchanged() -> None:
     """The gathered top-k columns are the masked ones of before, true class
     among the top k + 1 or not."""
