@@ -21,8 +21,15 @@ and objects: ``bench_hook_overhead.make_batches``), side by side in one run:
   ``fraction_every_4th`` the same spread over four epochs. Goals: <= 0.15
   and <= 0.04.
 
-Data loading is left out of both: the eval pass decodes each image once
-through the test pipeline, as an epoch does through the train pipeline.
+The model's work is timed on batches already in memory. The pass also
+decodes every image through its pipeline (the LVIS config's test pipeline
+as ``eval_pass_pipeline`` makes it, with masks), in ``--workers`` loader
+processes (the pass's default: 2). So this script also times that pipeline
+on ``--load-images`` JPEGs of COCO size (``--source-size``, 640x480) on one
+core: ``load_ms_per_image``. A pass can go no faster than its loader, so
+``eval_ms_per_image_loaded`` = max(model, load / workers), and the
+fractions use it (``fraction_*_model_only`` leave loading out). A
+training epoch loads its images too, but behind a slower step.
 
 Prints one JSON line. Usage (after ``pip install -e .``)::
 
@@ -32,6 +39,7 @@ Prints one JSON line. Usage (after ``pip install -e .``)::
 """
 import argparse
 import json
+import os.path as osp
 import statistics
 import sys
 import tempfile
@@ -46,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_hook_overhead as common  # noqa: E402
 
 from mmdiff.hooks import DifficultyHook  # noqa: E402
+from mmdiff.hooks.eval_pass import eval_pass_pipeline  # noqa: E402
 from mmdiff.hooks.eval_pass import run_eval_pass  # noqa: E402
 from mmdiff.models import build_capture  # noqa: E402
 
@@ -82,6 +91,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=4,
         help='the sparser eval-pass interval reported (default: 4)')
     parser.add_argument(
+        '--workers',
+        type=int,
+        default=2,
+        help="the eval pass's loader processes (eval_pass['num_workers'])")
+    parser.add_argument(
+        '--load-images',
+        type=int,
+        default=16,
+        help='JPEGs timed through the pipeline (0: loading not timed)')
+    parser.add_argument(
+        '--source-size',
+        type=int,
+        nargs=2,
+        metavar=('W', 'H'),
+        default=(640, 480),
+        help='size of those JPEGs (COCO / LVIS images: about 640x480)')
+    parser.add_argument(
         '--warmup', type=int, default=None, help='warm-up training steps')
     parser.add_argument(
         '--train-steps', type=int, default=None, help='timed training steps')
@@ -91,6 +117,61 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=None,
         help='timed eval passes over the batches')
     return parser.parse_args(argv)
+
+
+def time_loading(num_images: int, size: Sequence[int], objects: int,
+                 work_dir: str) -> float:
+    """Seconds per image of the eval pass's pipeline on one core.
+
+    The LVIS config's test pipeline made into the pass's pipeline
+    (:func:`eval_pass_pipeline`: annotations with masks loaded before the
+    resize) runs on ``num_images`` JPEGs of ``size``. They are smooth
+    random images with some noise, like photos in file size rather than
+    white noise, each with ``objects`` box and polygon annotations.
+    """
+    import cv2
+    import numpy as np
+    from mmdet.registry import TRANSFORMS
+    from mmengine.config import Config
+    from mmengine.dataset import Compose
+    cfg = Config.fromfile(str(common.REPO / 'configs' / 'lvis_difficulty.py'))
+    pipeline = Compose([
+        TRANSFORMS.build(t)
+        for t in eval_pass_pipeline(cfg.test_dataloader.dataset.pipeline)
+    ])
+    rng = np.random.default_rng(0)
+    width, height = size
+    infos = []
+    for i in range(num_images + 1):  # the first one warms up
+        low = rng.uniform(0, 255, (height // 16, width // 16, 3))
+        img = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
+        img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255)
+        path = osp.join(work_dir, f'load_{i}.jpg')
+        cv2.imwrite(path, img.astype(np.uint8))
+        instances = []
+        for _ in range(objects):
+            x, y = rng.uniform(0, 0.8) * width, rng.uniform(0, 0.8) * height
+            w, h = rng.uniform(0.05, 0.2) * width, rng.uniform(0.05,
+                                                               0.2) * height
+            instances.append(
+                dict(
+                    bbox=[x, y, x + w, y + h],
+                    bbox_label=int(rng.integers(0, 1203)),
+                    ignore_flag=0,
+                    mask=[[x, y, x + w, y, x + w, y + h, x, y + h]]))
+        infos.append(
+            dict(
+                img_path=path,
+                img_id=i,
+                sample_idx=i,
+                height=height,
+                width=width,
+                instances=instances))
+    pipeline(dict(infos[0]))
+    t0 = time.perf_counter()
+    for info in infos[1:]:
+        pipeline(dict(info))
+    return (time.perf_counter() - t0) / num_images
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -131,7 +212,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         model, dataset, tempfile.mkdtemp(prefix='bench_eval_pass_'))
     # The hook's state and sink; in eval_pass mode training runs without
     # the capture, and the pass feeds a capture that is not attached.
-    hook = DifficultyHook()
+    hook = DifficultyHook(storage='topk')  # as at LVIS scale
     hook.before_train(runner)
     hook._capture.detach()
     capture = build_capture(
@@ -156,7 +237,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     train_ms = statistics.median(train_s) * 1e3 / args.batch
     eval_ms = statistics.median(eval_s) * 1e3 / args.batch
-    every = (args.images * eval_ms) / (images_per_epoch * train_ms)
+    load_ms = None
+    if args.load_images:
+        load_ms = time_loading(args.load_images, args.source_size,
+                               args.objects, runner.work_dir) * 1e3
+    # The pass goes at the pace of the slower of the model and the loader.
+    loaded_ms = max(eval_ms, (load_ms or 0.0) / max(1, args.workers))
+    scale = args.images / images_per_epoch / train_ms
+    every = loaded_ms * scale
     result = dict(
         benchmark='bench_eval_pass',
         device=common.device_name(device),
@@ -173,9 +261,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         train_ms_per_image=round(train_ms, 3),
         eval_ms_per_image=round(eval_ms, 3),
         eval_over_train_per_image=round(eval_ms / train_ms, 4),
+        load_ms_per_image=None if load_ms is None else round(load_ms, 3),
+        load_source_size=list(args.source_size),
+        workers=args.workers,
+        eval_ms_per_image_loaded=round(loaded_ms, 3),
+        loader_bound=loaded_ms > eval_ms,
         fraction_every_epoch=round(every, 4),
         interval=args.interval,
         fraction_every_interval=round(every / args.interval, 4),
+        fraction_every_epoch_model_only=round(eval_ms * scale, 4),
         goals=dict(
             fraction_every_epoch=GOALS['fraction_every_epoch'],
             fraction_every_interval=GOALS['fraction_every_4th']

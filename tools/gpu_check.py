@@ -1,20 +1,27 @@
 """The GPU check: one command that installs, tests and measures mmdiff on a
 CUDA machine, and writes what it found (``bash tools/gpu_check.sh``).
 
-Steps, in order (``--steps`` picks some; ``report`` always runs):
+Steps, in order (``--steps`` picks some; ``env`` and ``report`` always
+run):
 
   env               Python, torch and its CUDA, the card and its compute
                     capability (-> TORCH_CUDA_ARCH_LIST), the driver
                     (nvidia-smi), nvcc, and the installed OpenMMLab stack.
   mmcv              mmcv 2.1.0 with CUDA ops for this card: kept when its
-                    ops already run on CUDA, otherwise compiled from source
-                    (MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=<card>
-                    MAX_JOBS=<cores>, --no-build-isolation, no wheel cache:
-                    a cached CPU-only build would be reused). About 4 min
-                    on 16 cores. setuptools 69.5.1 first where the one
-                    installed lacks pkg_resources (mmcv's setup.py needs it).
-  mmdiff            mmdiff's Python dependencies where missing, then
-                    ``pip install --no-build-isolation --no-deps -e .``.
+                    ops already run on CUDA. Otherwise what building it
+                    needs is installed where missing (setuptools 69.5.1,
+                    which still has pkg_resources; wheel; ninja, without
+                    which torch compiles one file at a time), then mmcv's
+                    own needs (mmengine 0.10.7, ...), then mmcv compiles
+                    from source: MMCV_WITH_OPS=1 FORCE_CUDA=1
+                    TORCH_CUDA_ARCH_LIST=<card> MAX_JOBS=<cores>,
+                    --no-build-isolation, --no-binary mmcv, --no-cache-dir
+                    (a CPU-only wheel in pip's cache would be reused).
+                    About 4 min on 16 cores.
+  mmdiff            what mmdet 3.3.0, lvis 0.5.3, mmdiff and its tests need,
+                    where missing, then ``pip install --no-build-isolation
+                    --no-deps -e .``; ``import mmdiff`` must then find this
+                    checkout (checked from outside it).
   tests             ``pytest tests -m cuda -n 0`` with MMDIFF_REQUIRE_CUDA=1:
                     a CUDA test that would be skipped for want of CUDA fails.
   hook_overhead     benchmarks/bench_hook_overhead.py: Mask R-CNN R50-FPN,
@@ -25,28 +32,40 @@ Steps, in order (``--steps`` picks some; ``report`` always runs):
                     state on the card at LVIS scale, topk, dense_fp16 and
                     dense (goal: end_epoch <= 10 ms).
   eval_pass         benchmarks/bench_eval_pass.py: the eval pass as a
-                    fraction of a training epoch on LVIS-sized images (goals:
-                    <= 0.15 every epoch, <= 0.04 every 4th).
+                    fraction of a training epoch on LVIS-sized images, its
+                    loading included (goals: <= 0.15 every epoch, <= 0.04
+                    every 4th).
   report            OUT_DIR/gpu_check.json (every step's status, seconds,
                     commands and figures) and OUT_DIR/gpu_check.md (the card,
                     driver, torch and CUDA versions; a table of the figures
-                    against their goals).
+                    against their goals). Written after every step, so a
+                    killed command leaves what it did (the step it was in
+                    reads 'running').
 
-A step that fails is recorded and the check goes on with the next (a
-device session gets every figure it can); the exit status is 1 when a step
-failed. Each step has a time limit (``--timeout STEP=SECONDS``).
+Every install uses --no-deps and only what does not import: the machine's
+own torch, numpy, opencv ... are kept. A step that fails is recorded and
+the check goes on with the next (a device session gets every figure it
+can); the exit status is 1 when a step failed. Each step has a time limit
+(``--timeout STEP=SECONDS``).
+
+Split over several commands (e.g. where one command may run 10 minutes):
+``--steps mmcv mmdiff tests``, then ``--steps hook_overhead
+difficulty_state eval_pass``; steps of an earlier report in --out-dir made
+on the same card are kept (``--fresh`` starts over).
 
 Offline (no package registry on the GPU machine): on a machine that has
-one, ``--prepare-wheels DIR`` downloads the mmcv 2.1.0 source and the wheels
-of everything else for the GPU machine's Python (``--python-version``,
-default 3.12; torch is not among them: the GPU machine's own CUDA build is
-used). Copy DIR beside the repo and pass ``--wheels DIR``: every pip call
-then reads only DIR (--no-index --find-links DIR).
+one, ``--prepare-wheels DIR`` downloads the mmcv 2.1.0 source and a wheel
+of every other requirement for the GPU machine's Python
+(``--python-version``, default 3.12; ``--exclude`` what it already has,
+e.g. ``opencv-python scipy matplotlib pytest``; torch is never among them:
+the machine's own CUDA build is used). Copy DIR there and pass ``--wheels
+DIR``: every pip call then reads only DIR (--no-index --find-links DIR),
+and a step first checks that DIR holds what it is about to install.
 
 ``--cpu-rehearsal`` runs every step that needs no GPU on the CPU at small
 scale (the benchmarks' harnesses, the JSON / markdown writing; for the
 installs and the tests, what can be checked without a card: the commands,
-the wheels in --wheels, which mmdiff is imported, which CUDA tests are
+the files in --wheels, which mmdiff is imported, which CUDA tests are
 collected), so the script is known to work before a GPU is at hand
 (tests/test_gpu_check.py runs it in CI). ``--dry-run`` prints the commands
 of the install steps instead of running them.
@@ -55,7 +74,7 @@ Examples::
 
     bash tools/gpu_check.sh                         # on the GPU machine
     bash tools/gpu_check.sh --wheels ../wheels      # ... with no registry
-    bash tools/gpu_check.sh --steps env tests       # some steps only
+    bash tools/gpu_check.sh --steps tests           # some steps only
     bash tools/gpu_check.sh --cpu-rehearsal --out-dir /tmp/rehearsal
     bash tools/gpu_check.sh --prepare-wheels ../wheels --python-version 3.12
 """
@@ -68,6 +87,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -78,12 +98,12 @@ STEPS = ('env', 'mmcv', 'mmdiff', 'tests', 'hook_overhead', 'difficulty_state',
 #: Seconds each step may take on the GPU machine (``--timeout`` overrides).
 TIMEOUTS = dict(
     env=60,
-    mmcv=600,
+    mmcv=900,
     mmdiff=300,
     tests=300,
-    hook_overhead=300,
-    difficulty_state=300,
-    eval_pass=300,
+    hook_overhead=450,
+    difficulty_state=450,
+    eval_pass=450,
     report=60)
 #: The benchmark steps: (script in benchmarks/, its arguments on the GPU
 #: machine, its arguments in the CPU rehearsal: small, a few seconds each).
@@ -104,27 +124,36 @@ BENCHMARKS = dict(
         '--model', 'r50-lvis', '--image-size', '1333', '800', '--batch', '2'
     ], [
         '--device', 'cpu', '--warmup', '1', '--train-steps', '2',
-        '--eval-passes', '1', '--num-batches', '2'
+        '--eval-passes', '1', '--num-batches', '2', '--load-images', '2'
     ]))
 MMCV = 'mmcv==2.1.0'
-#: What ``--prepare-wheels`` downloads as wheels for the GPU machine (torch,
-#: numpy, scipy, matplotlib, Pillow, opencv, pytest ... are expected there;
-#: a name missing there can be added with --extra-wheel).
-OFFLINE_WHEELS = ('mmengine==0.10.7', 'mmdet==3.3.0', 'lvis==0.5.3',
-                  'pycocotools', 'shapely', 'addict', 'yapf==0.40.1',
-                  'platformdirs', 'termcolor', 'terminaltables',
-                  'setuptools==69.5.1', 'pytest-xdist', 'hypothesis', 'rich',
-                  'opencv-python')
-#: What the mmdiff step installs where it cannot be imported (module: pip).
-RUNTIME = dict(
-    mmengine='mmengine==0.10.7',
-    mmdet='mmdet==3.3.0',
-    lvis='lvis==0.5.3',
-    pycocotools='pycocotools',
-    matplotlib='matplotlib',
-    scipy='scipy',
-    xdist='pytest-xdist',
-    hypothesis='hypothesis')
+#: What the installs need, as (module that imports, pip requirement), in
+#: install order. Each is installed, with --no-deps, only where its module
+#: does not import: the GPU machine's own torch, numpy, opencv ... stay.
+#: Building mmcv and mmdiff (pkg_resources: setuptools < 81; no ninja, and
+#: torch compiles mmcv one file at a time).
+BUILD_NEEDS = (('pkg_resources', 'setuptools==69.5.1'), ('wheel', 'wheel'),
+               ('ninja', 'ninja'))
+#: mmcv 2.1.0 and mmengine 0.10.7 (with rich's and yapf's own needs).
+MMCV_NEEDS = (('yaml', 'pyyaml'), ('addict', 'addict'),
+              ('termcolor', 'termcolor'), ('platformdirs', 'platformdirs'),
+              ('tomli', 'tomli'), ('zipp', 'zipp'), ('importlib_metadata',
+                                                     'importlib-metadata'),
+              ('yapf', 'yapf==0.40.1'), ('mdurl', 'mdurl'),
+              ('markdown_it', 'markdown-it-py'), ('pygments', 'pygments'),
+              ('rich', 'rich'), ('packaging', 'packaging'), ('PIL', 'Pillow'),
+              ('cv2', 'opencv-python'), ('mmengine', 'mmengine==0.10.7'))
+#: mmdet 3.3.0, lvis 0.5.3, mmdiff and its tests.
+MMDIFF_NEEDS = (('six', 'six'), ('tqdm', 'tqdm'), ('terminaltables',
+                                                   'terminaltables'),
+                ('shapely', 'shapely'), ('pycocotools', 'pycocotools'),
+                ('scipy', 'scipy'), ('matplotlib', 'matplotlib'),
+                ('mmdet', 'mmdet==3.3.0'), ('lvis', 'lvis==0.5.3'),
+                ('pytest', 'pytest'), ('execnet', 'execnet'), ('xdist',
+                                                               'pytest-xdist'),
+                ('sortedcontainers', 'sortedcontainers'), ('hypothesis',
+                                                           'hypothesis'))
+ALL_NEEDS = BUILD_NEEDS + MMCV_NEEDS + MMDIFF_NEEDS
 PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_27_x86_64',
              'manylinux_2_17_x86_64', 'manylinux2014_x86_64',
              'manylinux1_x86_64')
@@ -155,13 +184,14 @@ class Check:
             cmd: Sequence[str],
             step: str,
             env: Optional[Dict[str, str]] = None,
-            execute: bool = True) -> Tuple[int, str]:
+            execute: bool = True,
+            cwd: str = REPO) -> Tuple[int, str]:
         """Run ``cmd`` in the repo within the step's time limit; returns
         (exit status, output). The command is recorded in the step's
         result; with --dry-run (or ``execute=False``) it is only shown."""
         # A probe's code is shown by name, not printed whole.
         shown = ' '.join([f'{k}={v}' for k, v in (env or {}).items()] +
-                         [PROBE_NAMES.get(part, part) for part in cmd])
+                         ['<probe>' if '\n' in part else part for part in cmd])
         self.results[step].setdefault('commands', []).append(shown)
         if self.args.dry_run or not execute:
             print(f'[{step}] would run: {shown}', flush=True)
@@ -171,7 +201,7 @@ class Check:
         try:
             proc = subprocess.run(
                 list(cmd),
-                cwd=REPO,
+                cwd=cwd,
                 env=full_env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -190,8 +220,11 @@ class Check:
         return int(self.args.timeouts.get(step, TIMEOUTS[step]))
 
     def python_json(self, code: str, step: str) -> Dict[str, Any]:
-        """Run a snippet of Python that prints one JSON line."""
-        rc, out = self.run([self.python, '-c', code], step)
+        """Run a snippet of Python that prints one JSON line, outside the
+        checkout (from it, ``import mmdiff`` would always find it)."""
+        rc, out = self.run([self.python, '-c', code],
+                           step,
+                           cwd=tempfile.gettempdir())
         if rc:
             raise StepError(f'exit status {rc}: {out[-2000:]}')
         return last_json(out)
@@ -221,6 +254,30 @@ class Check:
         self.env = info
         return info
 
+    def install_missing(self, step: str,
+                        needs: Sequence[Tuple[str, str]]) -> List[str]:
+        """Install, with --no-deps, the requirements of ``needs`` whose
+        module does not import; returns them. With --wheels the folder
+        must hold each (checked first, so nothing half-installs)."""
+        found = self.python_json(
+            MODULES_PROBE % (tuple(m for m, _ in needs), ), step)['modules']
+        missing = [req for module, req in needs if not found[module]]
+        if not missing:
+            return []
+        if self.args.wheels:
+            lacking = check_wheels(self.args.wheels, missing)['missing']
+            self.results[step]['wheels_lacking'] = lacking
+            if lacking and not self.rehearsal:
+                raise StepError(
+                    f'--wheels {self.args.wheels} lacks {lacking}: prepare '
+                    'it with --prepare-wheels on a machine with a registry')
+        self.checked(
+            self.run(
+                self.pip('install', '--no-deps', *missing),
+                step,
+                execute=not self.rehearsal), ', '.join(missing))
+        return missing
+
     def step_mmcv(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {}
         probe = self.python_json(MMCV_PROBE, 'mmcv')
@@ -237,37 +294,26 @@ class Check:
             FORCE_CUDA='1',
             TORCH_CUDA_ARCH_LIST=arch or '<from the card>',
             MAX_JOBS=str(len(os.sched_getaffinity(0))))
+        out['installed'] = self.install_missing('mmcv',
+                                                BUILD_NEEDS + MMCV_NEEDS)
         if self.args.wheels:
-            out['wheels'] = check_wheels(self.args.wheels)
-            if out['wheels']['missing'] and not self.rehearsal:
-                raise StepError(
-                    f"--wheels {self.args.wheels} lacks "
-                    f"{out['wheels']['missing']}: prepare it with "
-                    '--prepare-wheels on a machine with a registry')
-        execute = not self.rehearsal
-        if not probe.get('pkg_resources'):
-            self.checked(
-                self.run(
-                    self.pip('install', 'setuptools==69.5.1'),
-                    'mmcv',
-                    execute=execute), 'setuptools 69.5.1')
-        if not probe.get('mmengine'):
-            # mmcv's own needs first, so that --no-deps below is complete.
-            self.checked(
-                self.run(
-                    self.pip('install', 'mmengine==0.10.7', 'addict', 'yapf',
-                             'opencv-python'),
-                    'mmcv',
-                    execute=execute), 'mmengine')
+            lacking = check_wheels(self.args.wheels, [MMCV])['missing']
+            if lacking and not self.rehearsal:
+                raise StepError(f'--wheels {self.args.wheels} lacks the '
+                                'mmcv 2.1.0 source (mmcv-2.1.0.tar.gz): '
+                                'prepare it with --prepare-wheels')
+        # From source (never a wheel: a CPU-only build in pip's cache or in
+        # --wheels would do), for this card.
         self.checked(
             self.run(
                 self.pip('install', '--no-build-isolation', '--no-deps',
-                         '--no-cache-dir', '--force-reinstall', '-v', MMCV),
+                         '--no-cache-dir', '--no-binary', 'mmcv',
+                         '--force-reinstall', MMCV),
                 'mmcv',
                 env=env,
-                execute=execute), 'the mmcv build')
+                execute=not self.rehearsal), 'the mmcv build')
         out['action'] = ('would compile' if self.rehearsal else 'compiled')
-        if execute and not self.args.dry_run:
+        if not self.rehearsal and not self.args.dry_run:
             after = self.python_json(MMCV_PROBE, 'mmcv')
             out['after'] = after
             if not after.get('cuda_ops'):
@@ -276,31 +322,26 @@ class Check:
         return out
 
     def step_mmdiff(self) -> Dict[str, Any]:
-        probe = self.python_json(MODULES_PROBE, 'mmdiff')
-        missing = [RUNTIME[m] for m in RUNTIME if not probe['modules'][m]]
-        execute = not self.rehearsal
-        out: Dict[str, Any] = dict(missing=missing)
-        if missing:
-            self.checked(
-                self.run(
-                    self.pip('install', *missing), 'mmdiff', execute=execute),
-                'the dependencies')
+        out: Dict[str, Any] = dict(
+            installed=self.install_missing('mmdiff', MMDIFF_NEEDS))
         self.checked(
             self.run(
                 self.pip('install', '--no-build-isolation', '--no-deps', '-e',
                          '.'),
                 'mmdiff',
-                execute=execute), 'mmdiff')
-        where = probe['mmdiff']
-        if execute and not self.args.dry_run:
-            where = self.python_json(MODULES_PROBE, 'mmdiff')['mmdiff']
+                execute=not self.rehearsal), 'mmdiff')
+        # Probes run outside the checkout, so this is what `import mmdiff`
+        # finds anywhere, not the folder it was started in.
+        where = self.python_json(MODULES_PROBE % (('mmdiff', ), ),
+                                 'mmdiff')['origins']['mmdiff']
         out['imported_from'] = where
-        if (execute or where) and not (where or '').startswith(
-                osp.join(REPO, 'mmdiff')):
+        if not (where or '').startswith(osp.join(REPO, 'mmdiff')):
+            if self.rehearsal and where is None:
+                return out  # not installed yet: the GPU run installs it
             raise StepError(
                 f'import mmdiff gives {where}, not this checkout ({REPO}): '
-                'another mmdiff is installed; pip uninstall it, or run '
-                'the mmdiff step')
+                'another mmdiff is installed (pip uninstall mmdiff), or '
+                'the install failed')
         return out
 
     def step_tests(self) -> Dict[str, Any]:
@@ -357,16 +398,47 @@ class Check:
             raise StepError(f'installing {what} failed (exit {rc}): '
                             f'{out[-3000:]}')
 
+    def read_earlier(self) -> Optional[Dict[str, Any]]:
+        """The report already in --out-dir (None with --fresh)."""
+        path = osp.join(self.args.out_dir, 'gpu_check.json')
+        if self.args.fresh or not osp.exists(path):
+            return None
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except ValueError:
+            return None
+
+    def keep_earlier(self, earlier: Optional[Dict[str, Any]]) -> None:
+        """Steps of an earlier run in --out-dir on the same card and torch
+        are kept, so a check split over several commands (--steps) ends in
+        one report; --fresh starts over."""
+        if earlier is None:
+            return
+        same = all(
+            earlier.get('env', {}).get(k) == self.env.get(k)
+            for k in ('card', 'torch', 'python'))
+        if not same or earlier.get('cpu_rehearsal') != self.rehearsal:
+            print(
+                '[report] the earlier report in --out-dir is of another '
+                'machine or mode: replaced',
+                flush=True)
+            return
+        for step, res in earlier.get('steps', {}).items():
+            if step not in self.results and step in STEPS:
+                self.results[step] = dict(res, earlier=True)
+
     def main(self, steps: Sequence[str]) -> int:
+        # env always runs: every report names the machine it was made on.
+        wanted = set(steps) | {'env'}
+        earlier = self.read_earlier()  # before this run's first write
         failed = False
-        for step in STEPS:
-            if step not in steps and step != 'report':
+        for step in STEPS[:-1]:
+            if step not in wanted:
                 continue
-            if step == 'report':
-                # The report sees every other step's result.
-                self.results['report'] = dict(status='running')
-            else:
-                self.results[step] = dict(status='running')
+            self.results[step] = dict(
+                status='running', date=time.strftime('%Y-%m-%d %H:%M:%S'))
+            self.step_report()  # if the command is killed, this is left
             fn: Callable[[], Dict[str, Any]] = (
                 partial(self.benchmark, step)
                 if step in BENCHMARKS else getattr(self, f'step_{step}'))
@@ -384,14 +456,20 @@ class Check:
             print(
                 f'[{step}] {status} in {self.results[step]["seconds"]} s',
                 flush=True)
-            if step == 'env' and status == 'failed':
-                # Nothing else can run without a device.
-                steps = ('report', )
-            if step == 'report':
-                # Rewrite with the report's own status in it.
-                self.step_report()
-        md = osp.join(self.args.out_dir, 'gpu_check.md')
-        print(open(md).read())
+            if step == 'env':
+                if status == 'failed':
+                    break  # nothing else can run without a device
+                self.keep_earlier(earlier)
+            self.step_report()
+        # Steps in their order, the report last.
+        self.results = {
+            step: self.results[step]
+            for step in STEPS if step in self.results
+        }
+        self.results['report'] = dict(status='ok', result=self.step_report())
+        self.step_report()
+        with open(osp.join(self.args.out_dir, 'gpu_check.md')) as f:
+            print(f.read())
         return 1 if failed else 0
 
 
@@ -455,17 +533,10 @@ print(json.dumps(out))
 MODULES_PROBE = r'''
 import importlib.util, json
 mods = %r
-out = dict(modules={m: importlib.util.find_spec(m) is not None for m in mods})
-spec = importlib.util.find_spec('mmdiff')
-out['mmdiff'] = None if spec is None else spec.origin
-print(json.dumps(out))
-''' % (tuple(RUNTIME), )
-
-PROBE_NAMES = {
-    ENV_PROBE: '<env probe>',
-    MMCV_PROBE: '<mmcv probe>',
-    MODULES_PROBE: '<modules probe>'
-}
+specs = {m: importlib.util.find_spec(m) for m in mods}
+print(json.dumps(dict(modules={m: s is not None for m, s in specs.items()},
+                      origins={m: s and s.origin for m, s in specs.items()})))
+'''
 
 
 def last_json(out: str) -> Dict[str, Any]:
@@ -522,37 +593,56 @@ def nvcc_version() -> Optional[str]:
     return found.group(1) if found else out.strip()[-80:]
 
 
-def check_wheels(folder: str) -> Dict[str, Any]:
-    """Which of the offline files a --wheels folder holds."""
+def distribution(spec_or_file: str) -> Tuple[str, str]:
+    """(normalised name, version or '') of a requirement ('mmdet==3.3.0')
+    or of a wheel / sdist file name ('mmdet-3.3.0-py3-none-any.whl')."""
+    if '==' in spec_or_file or not re.search(r'\.(whl|tar\.gz|zip)$',
+                                             spec_or_file):
+        name, _, version = spec_or_file.partition('==')
+    else:
+        name, _, rest = spec_or_file.partition('-')
+        version = re.sub(r'(\.tar\.gz|\.zip)$', '', rest.split('-')[0])
+    return re.sub(r'[-_.]+', '_', name.lower()), version
+
+
+def check_wheels(folder: str, requirements: Sequence[str]) -> Dict[str, Any]:
+    """Which of ``requirements`` a --wheels folder has no file for."""
     if not osp.isdir(folder):
         raise StepError(f'--wheels {folder} is not a folder: prepare it '
                         'with --prepare-wheels on a machine with a registry')
-    names = sorted(os.listdir(folder))
-    canon = [n.lower().replace('_', '-') for n in names]
-    wanted = [MMCV] + list(OFFLINE_WHEELS)
+    files = sorted(os.listdir(folder))
+    have = {distribution(f) for f in files}
+    names = {name for name, _ in have}
     missing = []
-    for spec in wanted:
-        name = re.split(r'[=<>]', spec)[0].lower().replace('_', '-')
-        version = spec.split('==')[1] if '==' in spec else ''
-        if not any(n.startswith(f'{name}-{version}') for n in canon):
+    for spec in requirements:
+        name, version = distribution(spec)
+        if (name, version) not in have and not (not version and name in names):
             missing.append(spec)
-    return dict(folder=osp.abspath(folder), files=names, missing=missing)
+    return dict(folder=osp.abspath(folder), files=files, missing=missing)
 
 
 def prepare_wheels(args: argparse.Namespace) -> int:
-    """Download what an offline GPU machine needs into a folder."""
+    """Download what an offline GPU machine needs into a folder: the mmcv
+    source and a wheel of every requirement of ALL_NEEDS (--exclude what
+    the machine has)."""
     folder = args.prepare_wheels
     py = args.python or sys.executable
     platforms = [x for p in PLATFORMS for x in ('--platform', p)]
+    excluded = {distribution(x)[0] for x in args.exclude}
+    wanted = [
+        req for _, req in ALL_NEEDS if distribution(req)[0] not in excluded
+    ] + list(args.extra_wheel)
     cmds = [
+        # --no-build-isolation: mmcv's setup.py needs pkg_resources (and
+        # torch), which pip's newest build setuptools does not have.
         [
             py, '-m', 'pip', 'download', '--no-deps', '--no-binary', ':all:',
-            '-d', folder, MMCV
+            '--no-build-isolation', '-d', folder, MMCV
         ],
         [
             py, '-m', 'pip', 'download', '--no-deps', '--only-binary', ':all:',
             '--python-version', args.python_version, '--implementation', 'cp',
-            *platforms, '-d', folder, *OFFLINE_WHEELS, *args.extra_wheel
+            *platforms, '-d', folder, *wanted
         ],
     ]
     for cmd in cmds:
@@ -564,7 +654,7 @@ def prepare_wheels(args: argparse.Namespace) -> int:
             if subprocess.run(cmd).returncode:
                 return 1
     if not args.dry_run:
-        print(json.dumps(check_wheels(folder)))
+        print(json.dumps(check_wheels(folder, [MMCV] + wanted)))
     return 0
 
 
@@ -710,6 +800,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='a step\'s time limit (default: ' +
         ', '.join(f'{k} {v}' for k, v in TIMEOUTS.items()) + ')')
     parser.add_argument(
+        '--fresh',
+        action='store_true',
+        help='start a new report (default: steps of an earlier report in '
+        '--out-dir made on the same card are kept)')
+    parser.add_argument(
         '--dry-run',
         action='store_true',
         help='print the install commands instead of running them')
@@ -722,6 +817,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--python-version',
         default='3.12',
         help='the GPU machine\'s Python, for --prepare-wheels')
+    parser.add_argument(
+        '--exclude',
+        nargs='+',
+        default=[],
+        metavar='NAME',
+        help='with --prepare-wheels: leave these out (what the GPU machine '
+        'already has, e.g. opencv-python scipy matplotlib pytest)')
     parser.add_argument(
         '--extra-wheel',
         action='append',

@@ -59,8 +59,8 @@ def eval_pass_pipeline(test_pipeline: Sequence[dict]) -> List[dict]:
 
     Annotations are loaded right after the image (mmdet's test pipelines
     load them after ``Resize``, in original coordinates, for evaluation;
-    here the GT boxes must follow the resize), and the pack transform keeps
-    ``sample_idx``.
+    here the GT boxes must follow the resize), boxes and labels only (the
+    pass reads no mask), and the pack transform keeps ``sample_idx``.
 
     Args:
         test_pipeline (Sequence[dict]): e.g. ``cfg.test_dataloader.dataset
@@ -72,6 +72,10 @@ def eval_pass_pipeline(test_pipeline: Sequence[dict]) -> List[dict]:
     pipeline = [copy.deepcopy(dict(t)) for t in test_pipeline]
     load_ann = [t for t in pipeline if t['type'] == 'LoadAnnotations']
     if load_ann:  # detection: GT boxes must be resized with the image
+        # The pass reads boxes and labels only: masks (rasterised and
+        # resized per object, most of the loading time at LVIS sizes) and
+        # segmentation maps are not loaded.
+        load_ann[0].update(with_mask=False, with_seg=False)
         pipeline = [t for t in pipeline if t['type'] != 'LoadAnnotations']
         load_img = next(
             (i for i, t in enumerate(pipeline) if 'LoadImage' in t['type']),

@@ -23,6 +23,12 @@ def test_eval_pass_pipeline_loads_annotations_before_resize() -> None:
     ]
     assert pipeline[-1]['meta_keys'] == ('img_id', 'scale_factor',
                                          'sample_idx')
+    # Boxes and labels only: the pass reads no mask.
+    assert pipeline[1] == dict(
+        type='LoadAnnotations',
+        with_bbox=True,
+        with_mask=False,
+        with_seg=False)
     # The config's own list is left alone.
     assert test_pipeline[1]['type'] == 'Resize'
     # Classification: nothing to move, PackClsInputs keeps sample_idx.
