@@ -436,6 +436,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         help='torch CPU threads for generation / observe '
         '(end_epoch always runs on one)')
     parser.add_argument(
+        '--num-instances',
+        type=int,
+        default=None,
+        help='objects of the timed state (default: LVIS v1 train, 50,000 '
+        'with --quick)')
+    parser.add_argument(
         '--only-device',
         action='store_true',
         help='only the on-device timings (what needs the card: the GPU '
@@ -452,6 +458,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     if args.quick:
         num_instances, num_images = 50_000, 4_000
         sample = min(sample, 2_000)
+    if args.num_instances:  # e.g. the GPU check's rehearsal
+        num_instances = args.num_instances
+        num_images = max(1, min(num_images, num_instances // 12))
     gen = PeakedPredictions(num_instances, LVIS_CLASSES, seed=args.seed)
     if args.only_device:
         on_device = time_on_device(gen, args)

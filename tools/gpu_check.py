@@ -114,12 +114,13 @@ BENCHMARKS = dict(
         '--device', 'cpu', '--warmup', '1', '--blocks', '2', '--block-steps',
         '1', '--num-batches', '2'
     ]),
-    difficulty_state=('bench_difficulty_state.py',
-                      ['--only-device', '--device', 'cuda', '--threads',
-                       '8'], [
-                           '--only-device', '--quick', '--device', 'cpu',
-                           '--device-epochs', '2', '--threads', '1'
-                       ]),
+    difficulty_state=('bench_difficulty_state.py', [
+        '--only-device', '--device', 'cuda', '--threads',
+        str(min(8, len(os.sched_getaffinity(0))))
+    ], [
+        '--only-device', '--quick', '--num-instances', '5000', '--device',
+        'cpu', '--device-epochs', '2', '--threads', '1'
+    ]),
     eval_pass=('bench_eval_pass.py', [
         '--model', 'r50-lvis', '--image-size', '1333', '800', '--batch', '2'
     ], [
