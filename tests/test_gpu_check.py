@@ -106,7 +106,8 @@ def test_cpu_rehearsal_runs_every_step_and_writes_the_report(
 @pytest.mark.skipif(torch.cuda.is_available(), reason='needs no CUDA')
 def test_without_a_card_it_says_what_to_do(tmp_path: Any) -> None:
     out = str(tmp_path / 'report')
-    proc = _run('--steps', 'env', 'tests', '--out-dir', out)
+    # --dry-run too: the probes still run (they change nothing).
+    proc = _run('--steps', 'env', 'tests', '--out-dir', out, '--dry-run')
     assert proc.returncode == 1
     report = json.load(open(osp.join(out, 'gpu_check.json')))
     assert report['steps']['env']['status'] == 'failed'
@@ -198,3 +199,59 @@ def test_require_cuda_fails_instead_of_skipping() -> None:
         timeout=300)
     assert failed.returncode == 1, failed.stdout
     assert 'MMDIFF_REQUIRE_CUDA=1' in failed.stdout
+
+
+def test_a_killed_step_is_reported_as_interrupted(tmp_path: Any) -> None:
+    """A command killed in a step leaves it 'running' in the report; the
+    next command on the same machine keeps it as 'interrupted' and exits
+    1, so a split check never reads as complete."""
+    out = tmp_path / 'report'
+    out.mkdir()
+    earlier = dict(
+        cpu_rehearsal=True,
+        env=dict(
+            card=torch.cuda.get_device_name(0)
+            if torch.cuda.is_available() else None,
+            torch=torch.__version__,
+            python=sys.executable),
+        steps=dict(
+            eval_pass=dict(status='running'),
+            hook_overhead=dict(status='ok', result=dict(ratio=1.0))))
+    (out / 'gpu_check.json').write_text(json.dumps(earlier))
+    proc = _run('--cpu-rehearsal', '--out-dir', str(out), '--steps', 'env')
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    steps = json.load(open(out / 'gpu_check.json'))['steps']
+    assert steps['eval_pass']['status'] == 'interrupted'
+    assert steps['hook_overhead'] == dict(
+        status='ok', result=dict(ratio=1.0), earlier=True)
+    assert list(steps) == ['env', 'hook_overhead', 'eval_pass', 'report']
+
+
+def test_the_install_tables_hold_every_dependency() -> None:
+    """Every install is --no-deps: each requirement that a package of the
+    tables declares for Python 3.12 (the GPU machine's) must itself be in
+    the tables or be one that is never installed. Read from the metadata
+    of the packages installed here."""
+    import importlib.metadata as metadata
+
+    from packaging.requirements import Requirement
+    tool = _tool()
+    names = {tool.distribution(req)[0] for _, req in tool.ALL_NEEDS}
+    names |= {tool.distribution(x)[0] for x in tool.NOT_INSTALLED}
+    marker_env = dict(
+        python_version='3.12', python_full_version='3.12.3', extra='')
+    checked, missing = 0, []
+    for _, req in tool.ALL_NEEDS:
+        try:
+            declared = metadata.requires(tool.distribution(req)[0]) or []
+        except metadata.PackageNotFoundError:
+            continue  # not installed here: nothing to read
+        checked += 1
+        for line in declared:
+            need = Requirement(line)
+            if need.marker and not need.marker.evaluate(marker_env):
+                continue  # an extra, or another Python's
+            if tool.distribution(need.name)[0] not in names:
+                missing.append(f'{req} needs {need}')
+    assert checked > 20  # the stack is installed where the suite runs
+    assert not missing, missing

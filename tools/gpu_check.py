@@ -85,6 +85,7 @@ import os.path as osp
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -138,22 +139,33 @@ BUILD_NEEDS = (('pkg_resources', 'setuptools==69.5.1'), ('wheel', 'wheel'),
 #: mmcv 2.1.0 and mmengine 0.10.7 (with rich's and yapf's own needs).
 MMCV_NEEDS = (('yaml', 'pyyaml'), ('addict', 'addict'),
               ('termcolor', 'termcolor'), ('platformdirs', 'platformdirs'),
-              ('tomli', 'tomli'), ('zipp', 'zipp'), ('importlib_metadata',
-                                                     'importlib-metadata'),
-              ('yapf', 'yapf==0.40.1'), ('mdurl', 'mdurl'),
-              ('markdown_it', 'markdown-it-py'), ('pygments', 'pygments'),
+              ('tomli', 'tomli'), ('zipp', 'zipp'), ('lazy_importer',
+                                                     'lazy-importer'),
+              ('importlib_metadata', 'importlib-metadata'), ('yapf',
+                                                             'yapf==0.40.1'),
+              ('mdurl', 'mdurl'), ('markdown_it',
+                                   'markdown-it-py'), ('pygments', 'pygments'),
               ('rich', 'rich'), ('packaging', 'packaging'), ('PIL', 'Pillow'),
               ('cv2', 'opencv-python'), ('mmengine', 'mmengine==0.10.7'))
-#: mmdet 3.3.0, lvis 0.5.3, mmdiff and its tests.
+#: mmdet 3.3.0, lvis 0.5.3, mmdiff and its tests (matplotlib's and pytest's
+#: own needs first).
 MMDIFF_NEEDS = (('six', 'six'), ('tqdm', 'tqdm'), ('terminaltables',
                                                    'terminaltables'),
                 ('shapely', 'shapely'), ('pycocotools', 'pycocotools'),
-                ('scipy', 'scipy'), ('matplotlib', 'matplotlib'),
-                ('mmdet', 'mmdet==3.3.0'), ('lvis', 'lvis==0.5.3'),
+                ('scipy', 'scipy'), ('contourpy', 'contourpy'), ('cycler',
+                                                                 'cycler'),
+                ('fontTools', 'fonttools'), ('kiwisolver', 'kiwisolver'),
+                ('pyparsing', 'pyparsing'), ('dateutil', 'python-dateutil'),
+                ('matplotlib', 'matplotlib'), ('mmdet', 'mmdet==3.3.0'),
+                ('lvis', 'lvis==0.5.3'), ('iniconfig',
+                                          'iniconfig'), ('pluggy', 'pluggy'),
                 ('pytest', 'pytest'), ('execnet', 'execnet'), ('xdist',
                                                                'pytest-xdist'),
                 ('sortedcontainers', 'sortedcontainers'), ('hypothesis',
                                                            'hypothesis'))
+#: Requirements of those packages that are never installed: numpy comes
+#: with the machine's torch; lvis declares Cython but runs without it.
+NOT_INSTALLED = ('numpy', 'cython')
 ALL_NEEDS = BUILD_NEEDS + MMCV_NEEDS + MMDIFF_NEEDS
 PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_27_x86_64',
              'manylinux_2_17_x86_64', 'manylinux2014_x86_64',
@@ -169,6 +181,9 @@ class Check:
         self.python = args.python or sys.executable
         self.results: Dict[str, Dict[str, Any]] = {}
         self.env: Dict[str, Any] = {}
+        # Probes run in an empty folder: from the checkout (or a folder
+        # holding, say, yaml/), an import would find what is not installed.
+        self.probe_dir = tempfile.mkdtemp(prefix='gpu_check_probe_')
 
     # -- helpers -------------------------------------------------------
     def pip(self, *args: str) -> List[str]:
@@ -186,7 +201,8 @@ class Check:
             step: str,
             env: Optional[Dict[str, str]] = None,
             execute: bool = True,
-            cwd: str = REPO) -> Tuple[int, str]:
+            cwd: str = REPO,
+            probe: bool = False) -> Tuple[int, str]:
         """Run ``cmd`` in the repo within the step's time limit; returns
         (exit status, output). The command is recorded in the step's
         result; with --dry-run (or ``execute=False``) it is only shown."""
@@ -194,28 +210,30 @@ class Check:
         shown = ' '.join([f'{k}={v}' for k, v in (env or {}).items()] +
                          ['<probe>' if '\n' in part else part for part in cmd])
         self.results[step].setdefault('commands', []).append(shown)
-        if self.args.dry_run or not execute:
+        if (self.args.dry_run and not probe) or not execute:
             print(f'[{step}] would run: {shown}', flush=True)
             return 0, ''
         print(f'[{step}] {shown}', flush=True)
         full_env = dict(os.environ, **(env or {}))
+        # Its own process group: at the time limit every process it started
+        # (nvcc, ninja, pytest's workers) stops with it.
+        proc = subprocess.Popen(
+            list(cmd),
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True)
         try:
-            proc = subprocess.run(
-                list(cmd),
-                cwd=cwd,
-                env=full_env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=self.timeout(step))
-        except subprocess.TimeoutExpired as error:
-            out = error.stdout or ''
-            if isinstance(out, bytes):
-                out = out.decode(errors='replace')
+            out, _ = proc.communicate(timeout=self.timeout(step))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
             raise StepError(f'timed out after {self.timeout(step)} s '
                             f'(raise it with --timeout {step}=SECONDS); '
-                            f'last output: {out[-2000:]}')
-        return proc.returncode, proc.stdout
+                            f'last output: {(out or "")[-2000:]}')
+        return proc.returncode, out
 
     def timeout(self, step: str) -> int:
         return int(self.args.timeouts.get(step, TIMEOUTS[step]))
@@ -223,9 +241,11 @@ class Check:
     def python_json(self, code: str, step: str) -> Dict[str, Any]:
         """Run a snippet of Python that prints one JSON line, outside the
         checkout (from it, ``import mmdiff`` would always find it)."""
+        # A probe changes nothing: it runs under --dry-run too.
         rc, out = self.run([self.python, '-c', code],
                            step,
-                           cwd=tempfile.gettempdir())
+                           cwd=self.probe_dir,
+                           probe=True)
         if rc:
             raise StepError(f'exit status {rc}: {out[-2000:]}')
         return last_json(out)
@@ -385,10 +405,14 @@ class Check:
             steps=self.results)
         json_path = osp.join(out_dir, 'gpu_check.json')
         md_path = osp.join(out_dir, 'gpu_check.md')
-        with open(json_path, 'w') as f:
-            json.dump(report, f, indent=1, default=str)
-        with open(md_path, 'w') as f:
-            f.write(markdown(report))
+        # Whole files or none: a command killed while writing leaves the
+        # last complete report.
+        for path, text in ((json_path,
+                            json.dumps(report, indent=1, default=str)),
+                           (md_path, markdown(report))):
+            with open(path + '.tmp', 'w') as f:
+                f.write(text)
+            os.replace(path + '.tmp', path)
         return dict(json=json_path, markdown=md_path)
 
     # -- driver --------------------------------------------------------
@@ -410,12 +434,14 @@ class Check:
         except ValueError:
             return None
 
-    def keep_earlier(self, earlier: Optional[Dict[str, Any]]) -> None:
+    def keep_earlier(self, earlier: Optional[Dict[str, Any]]) -> bool:
         """Steps of an earlier run in --out-dir on the same card and torch
         are kept, so a check split over several commands (--steps) ends in
-        one report; --fresh starts over."""
+        one report; --fresh starts over. A step that an earlier command
+        left 'running' (it was killed) is kept as 'interrupted'; returns
+        whether there is one."""
         if earlier is None:
-            return
+            return False
         same = all(
             earlier.get('env', {}).get(k) == self.env.get(k)
             for k in ('card', 'torch', 'python'))
@@ -424,10 +450,16 @@ class Check:
                 '[report] the earlier report in --out-dir is of another '
                 'machine or mode: replaced',
                 flush=True)
-            return
+            return False
+        interrupted = False
         for step, res in earlier.get('steps', {}).items():
-            if step not in self.results and step in STEPS:
-                self.results[step] = dict(res, earlier=True)
+            if step in self.results or step not in STEPS or step == 'report':
+                continue
+            self.results[step] = dict(res, earlier=True)
+            if res.get('status') == 'running':
+                self.results[step]['status'] = 'interrupted'
+                interrupted = True
+        return interrupted
 
     def main(self, steps: Sequence[str]) -> int:
         # env always runs: every report names the machine it was made on.
@@ -439,7 +471,8 @@ class Check:
                 continue
             self.results[step] = dict(
                 status='running', date=time.strftime('%Y-%m-%d %H:%M:%S'))
-            self.step_report()  # if the command is killed, this is left
+            if step != 'env':  # env decides whether an earlier report stays
+                self.step_report()  # if the command is killed, this is left
             fn: Callable[[], Dict[str, Any]] = (
                 partial(self.benchmark, step)
                 if step in BENCHMARKS else getattr(self, f'step_{step}'))
@@ -450,6 +483,10 @@ class Check:
                     'mmcv', 'mmdiff', 'tests') else 'ok'
             except StepError as error:
                 result, status, failed = dict(error=str(error)), 'failed', True
+            except Exception as error:  # a defect of the check itself
+                result, status, failed = dict(
+                    error=f'{type(error).__name__}: {error} (a defect of '
+                    'tools/gpu_check.py: please report it)'), 'failed', True
             self.results[step].update(
                 status=status,
                 seconds=round(time.perf_counter() - t0, 1),
@@ -460,7 +497,7 @@ class Check:
             if step == 'env':
                 if status == 'failed':
                     break  # nothing else can run without a device
-                self.keep_earlier(earlier)
+                failed |= self.keep_earlier(earlier)
             self.step_report()
         # Steps in their order, the report last.
         self.results = {
@@ -532,11 +569,16 @@ print(json.dumps(out))
 '''
 
 MODULES_PROBE = r'''
-import importlib.util, json
+import importlib, json
 mods = %r
-specs = {m: importlib.util.find_spec(m) for m in mods}
-print(json.dumps(dict(modules={m: s is not None for m, s in specs.items()},
-                      origins={m: s and s.origin for m, s in specs.items()})))
+ok, origins = {}, {}
+for m in mods:
+    try:  # imported, not only found: a broken install counts as missing
+        origins[m] = getattr(importlib.import_module(m), '__file__', None)
+        ok[m] = True
+    except Exception:
+        ok[m], origins[m] = False, None
+print(json.dumps(dict(modules=ok, origins=origins)))
 '''
 
 
@@ -596,13 +638,15 @@ def nvcc_version() -> Optional[str]:
 
 def distribution(spec_or_file: str) -> Tuple[str, str]:
     """(normalised name, version or '') of a requirement ('mmdet==3.3.0')
-    or of a wheel / sdist file name ('mmdet-3.3.0-py3-none-any.whl')."""
-    if '==' in spec_or_file or not re.search(r'\.(whl|tar\.gz|zip)$',
-                                             spec_or_file):
-        name, _, version = spec_or_file.partition('==')
+    or of a wheel / sdist file name ('mmdet-3.3.0-py3-none-any.whl',
+    'markdown-it-py-3.0.0.tar.gz')."""
+    sdist = re.match(r'(.+?)-(\d[^-]*)\.(tar\.gz|zip)$', spec_or_file)
+    if sdist:
+        name, version = sdist.group(1), sdist.group(2)
+    elif spec_or_file.endswith('.whl'):  # name-version-...: no '-' inside
+        name, version = spec_or_file.split('-')[:2]
     else:
-        name, _, rest = spec_or_file.partition('-')
-        version = re.sub(r'(\.tar\.gz|\.zip)$', '', rest.split('-')[0])
+        name, _, version = spec_or_file.partition('==')
     return re.sub(r'[-_.]+', '_', name.lower()), version
 
 
@@ -628,6 +672,12 @@ def prepare_wheels(args: argparse.Namespace) -> int:
     the machine has)."""
     folder = args.prepare_wheels
     py = args.python or sys.executable
+    if not args.dry_run and subprocess.run([py, '-c', 'import pkg_resources'],
+                                           capture_output=True).returncode:
+        print(f"{py} has a setuptools without pkg_resources, which mmcv's "
+              "setup.py needs to make its source download: pip install "
+              "'setuptools<81' (e.g. 69.5.1) first")
+        return 1
     platforms = [x for p in PLATFORMS for x in ('--platform', p)]
     excluded = {distribution(x)[0] for x in args.exclude}
     wanted = [
@@ -720,8 +770,13 @@ def figures(steps: Dict[str, Any]) -> List[Tuple[str, str, str, str]]:
              fmt(ev['fraction_every_interval']),
              f"<= {fmt(ev['goals']['fraction_every_interval'])}",
              verdict(ev['pass']['fraction_every_interval'])),
-            ('eval pass / training step, per image',
+            ('eval pass / training step, per image (model only)',
              fmt(ev['eval_over_train_per_image']), '', ''),
+            ('eval pass per image: model / with loading (ms)',
+             f"{fmt(ev['eval_ms_per_image'])} / "
+             f"{fmt(ev['eval_ms_per_image_loaded'])}", '', ''),
+            (f"loading per image, one worker of {ev['workers']} (ms)",
+             fmt(ev['load_ms_per_image']), '', ''),
         ]
     return rows
 
@@ -747,7 +802,13 @@ def markdown(report: Dict[str, Any]) -> str:
     for step, res in report['steps'].items():
         lines.append(
             f"| {step} | {res['status']} | {res.get('seconds', '')} |")
-    rows = figures(report['steps'])
+    try:
+        rows = figures(report['steps'])
+    except (KeyError, TypeError) as error:
+        # A benchmark whose output lacks a figure (another version of it):
+        # the report is still written, and says so.
+        rows = [(f'the figures could not be read ({type(error).__name__}: '
+                 f'{error}); see gpu_check.json', '', '', '')]
     if report['cpu_rehearsal']:
         # The goals are the card's: a CPU figure neither meets nor misses one.
         rows = [(a, b, c, 'rehearsal' if d else d) for a, b, c, d in rows]
