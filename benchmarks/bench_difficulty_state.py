@@ -462,22 +462,25 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         num_instances = args.num_instances
         num_images = max(1, min(num_images, num_instances // 12))
     gen = PeakedPredictions(num_instances, LVIS_CLASSES, seed=args.seed)
+    # What every result names, --only-device or not.
+    head = dict(
+        benchmark='bench_difficulty_state',
+        quick=args.quick,
+        num_images=num_images,
+        num_instances=num_instances,
+        num_classes=LVIS_CLASSES,
+        topk=args.topk,
+        torch=torch.__version__,
+        cuda_device=(torch.cuda.get_device_name()
+                     if torch.cuda.is_available() else None))
     if args.only_device:
         on_device = time_on_device(gen, args)
         result = dict(
-            benchmark='bench_difficulty_state',
-            quick=args.quick,
+            head,
             only_device=True,
-            num_images=num_images,
-            num_instances=num_instances,
-            num_classes=LVIS_CLASSES,
-            topk=args.topk,
             state_device=args.device,
             on_device=on_device,
-            limits=dict(end_epoch_s=LIMITS['end_epoch_cuda_s']),
-            torch=torch.__version__,
-            cuda_device=(torch.cuda.get_device_name()
-                         if torch.cuda.is_available() else None))
+            limits=dict(end_epoch_s=LIMITS['end_epoch_cuda_s']))
         result['pass'] = {
             storage:
             row['end_epoch_s'] <= LIMITS['end_epoch_cuda_s']
@@ -524,13 +527,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     # Epochs after the first have a stored prediction: the steady state.
     steady = cpu['times'][1:] or cpu['times']
     result = dict(
-        benchmark='bench_difficulty_state',
-        quick=args.quick,
-        num_images=num_images,
-        num_instances=num_instances,
-        num_classes=LVIS_CLASSES,
+        head,
         storage='topk',
-        topk=args.topk,
         state_bytes=nbytes,
         state_mb=round(nbytes / 1e6, 2),
         state_mib=round(nbytes / 2**20, 2),
@@ -565,11 +563,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         diffuse_generator=diffuse.params,
         tradeoff=table,
         limits=LIMITS,
-        torch=torch.__version__,
         cpu_threads=torch.get_num_threads(),
-        machine=platform.processor() or platform.machine(),
-        cuda_device=(torch.cuda.get_device_name()
-                     if torch.cuda.is_available() else None))
+        machine=platform.processor() or platform.machine())
     result['pass'] = dict(
         state_mb=result['state_mb'] <= LIMITS['state_mb'],
         end_epoch_cpu_s=result['end_epoch_cpu_s'] <= LIMITS['end_epoch_cpu_s'],

@@ -187,13 +187,7 @@ def time_loading(num_images: int, size: Sequence[int], objects: int,
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
-    device = torch.device(
-        args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    threads = args.threads
-    if threads is None:
-        threads = 1 if device.type == 'cpu' else 0
-    if threads:
-        torch.set_num_threads(threads)
+    device = common.setup_device(args)
     schedule = SCHEDULES[device.type]
     warmup = schedule[0] if args.warmup is None else args.warmup
     train_steps = schedule[1] if args.train_steps is None else \

@@ -289,8 +289,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    args = parse_args(argv)
+def setup_device(args: argparse.Namespace) -> torch.device:
+    """The device of ``add_model_args``' options, and torch's CPU threads
+    for it (one on the CPU unless --threads says otherwise: see the module
+    docstring)."""
     device = torch.device(
         args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     threads = args.threads
@@ -298,6 +300,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         threads = 1 if device.type == 'cpu' else 0
     if threads:
         torch.set_num_threads(threads)
+    return device
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    args = parse_args(argv)
+    device = setup_device(args)
     default = SCHEDULES[device.type]
     warmup = default[0] if args.warmup is None else args.warmup
     blocks = default[1] if args.blocks is None else args.blocks

@@ -394,26 +394,32 @@ class Check:
             raise StepError(f'exit status {rc}: {out[-3000:]}')
         return last_json(out)
 
-    def step_report(self) -> Dict[str, Any]:
-        out_dir = self.args.out_dir
-        os.makedirs(out_dir, exist_ok=True)
+    def report_paths(self) -> Dict[str, str]:
+        """Where the report goes: gpu_check.json and .md in --out-dir."""
+        return {
+            kind: osp.join(self.args.out_dir, f'gpu_check.{ext}')
+            for kind, ext in (('json', 'json'), ('markdown', 'md'))
+        }
+
+    def step_report(self) -> Dict[str, str]:
+        """Write the report (whole files or none: a command killed while
+        writing leaves the last complete one); returns its paths."""
+        paths = self.report_paths()
+        os.makedirs(self.args.out_dir, exist_ok=True)
         report = dict(
             check='mmdiff gpu_check',
             cpu_rehearsal=self.rehearsal,
             date=time.strftime('%Y-%m-%d %H:%M:%S %Z'),
             env=self.env,
             steps=self.results)
-        json_path = osp.join(out_dir, 'gpu_check.json')
-        md_path = osp.join(out_dir, 'gpu_check.md')
-        # Whole files or none: a command killed while writing leaves the
-        # last complete report.
-        for path, text in ((json_path,
-                            json.dumps(report, indent=1, default=str)),
-                           (md_path, markdown(report))):
+        for path, text in ((paths['json'],
+                            json.dumps(report, indent=1,
+                                       default=str)), (paths['markdown'],
+                                                       markdown(report))):
             with open(path + '.tmp', 'w') as f:
                 f.write(text)
             os.replace(path + '.tmp', path)
-        return dict(json=json_path, markdown=md_path)
+        return paths
 
     # -- driver --------------------------------------------------------
     @staticmethod
@@ -504,9 +510,9 @@ class Check:
             step: self.results[step]
             for step in STEPS if step in self.results
         }
-        self.results['report'] = dict(status='ok', result=self.step_report())
+        self.results['report'] = dict(status='ok', result=self.report_paths())
         self.step_report()
-        with open(osp.join(self.args.out_dir, 'gpu_check.md')) as f:
+        with open(self.report_paths()['markdown']) as f:
             print(f.read())
         return 1 if failed else 0
 
@@ -540,16 +546,6 @@ print(json.dumps(info))
 MMCV_PROBE = r'''
 import json
 out = {}
-try:
-    import pkg_resources  # noqa: F401
-    out['pkg_resources'] = True
-except ImportError:
-    out['pkg_resources'] = False
-try:
-    import mmengine  # noqa: F401
-    out['mmengine'] = True
-except ImportError:
-    out['mmengine'] = False
 try:
     import mmcv, torch
     out['version'] = mmcv.__version__
